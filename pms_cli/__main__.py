@@ -1,0 +1,3 @@
+from pms_cli.cli.app import main
+
+main()

@@ -1,0 +1,49 @@
+"""Rendering helpers: stdout for data, stderr for progress and errors, `--json` envelopes."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+
+from pms_cli.errors import PmsError
+from pms_cli.redact import redact_text
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(type(value).__name__)
+
+
+def print_json(payload: Any) -> None:
+    """Exactly one JSON document on stdout, redacted, nothing else."""
+    text = json.dumps(payload, default=_default, indent=2, sort_keys=False)
+    sys.stdout.write(redact_text(text) + "\n")
+    sys.stdout.flush()
+
+
+def print_error(exc: PmsError) -> None:
+    err.print(f"[bold red]Error:[/] {escape(redact_text(exc.message))}", highlight=False)
+    if exc.body_excerpt:
+        err.print(
+            f"[dim]Provider said: {escape(redact_text(exc.body_excerpt))}[/]", highlight=False
+        )
+    if exc.hint:
+        err.print(f"[bold]Hint:[/] {escape(redact_text(exc.hint))}", highlight=False)
+
+
+def when(value: datetime | None) -> str:
+    if value is None:
+        return "never"
+    return value.strftime("%Y-%m-%d %H:%M:%SZ")

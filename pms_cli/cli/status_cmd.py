@@ -1,0 +1,166 @@
+"""`pms status` and `pms logs`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("status")
+    def status(
+        connection: str | None = typer.Option(
+            None, "--connection", "-c", help="Only this connection."
+        ),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    ) -> None:
+        """Each connection: provider, credential source, last sync, row counts, cursors, health.
+
+        Example: `pms status --json`
+        """
+        import os
+
+        from rich.table import Table
+
+        from pms_cli.cli.common import find_connection, settings_and_store
+        from pms_cli.cli.output import out, print_json, when
+        from pms_cli.errors import ConfigError
+        from pms_cli.providers import get_provider
+        from pms_cli.sync.session import connection_credentials
+
+        _, store = settings_and_store()
+        if connection:
+            conns = [find_connection(store, connection, allow_disconnected=True)]
+        else:
+            conns = store.list_connections(include_disconnected=True)
+        rows: list[dict[str, Any]] = []
+        for c in conns:
+            source = "n/a"
+            if c.status != "disconnected":
+                try:
+                    _, source = connection_credentials(get_provider(c.provider), c, os.environ)
+                except ConfigError:
+                    source = "missing"
+            last = store.list_runs(c.id, limit=1)
+            unmapped = [m for m in store.list_mappings(c.id) if not m["property_id"]]
+            rows.append(
+                {
+                    "connection_id": c.id,
+                    "provider": c.provider,
+                    "display_name": c.display_name,
+                    "organization_id": c.organization_id,
+                    "status": c.status,
+                    "account_ref": c.account_ref,
+                    "credentials": source if source != "file" else "file (insecure storage)",
+                    "last_sync_at": c.last_sync_at,
+                    "last_run": {
+                        "status": last[0].status,
+                        "started_at": last[0].started_at,
+                        "error_code": last[0].error_code,
+                        "error_message": last[0].error_message,
+                        "error_hint": last[0].error_hint,
+                    }
+                    if last
+                    else None,
+                    "counts": store.counts(c.id),
+                    "cursors": store.cursors(c.id),
+                    "unmapped_properties": len(unmapped),
+                    "locked": store.lock_holder(c.id) is not None,
+                }
+            )
+        if as_json:
+            print_json({"store": store.description, "connections": rows})
+            return
+        out.print(f"Store: {store.description}")
+        if not rows:
+            out.print("No connections yet. Try `pms demo`, then `pms connect hostaway`.")
+            return
+        table = Table(show_lines=True)
+        for col in (
+            "connection",
+            "provider",
+            "status",
+            "credentials",
+            "last sync",
+            "rows",
+            "health",
+        ):
+            table.add_column(col, overflow="fold")
+        for r in rows:
+            counts = r["counts"]
+            health = "ok"
+            if r["last_run"] and r["last_run"]["status"] not in ("succeeded", "running"):
+                health = f"{r['last_run']['status']}: {r['last_run']['error_message'] or ''}"
+                if r["last_run"]["error_hint"]:
+                    health += f"\nHint: {r['last_run']['error_hint']}"
+            if r["credentials"] == "missing":
+                health = "credentials missing: run `pms connect` again or set the env vars"
+            table.add_row(
+                f"{r['connection_id']}\n{r['display_name']}",
+                r["provider"],
+                r["status"] + (" (sync running)" if r["locked"] else ""),
+                r["credentials"],
+                when(r["last_sync_at"]),
+                f"properties {counts['property']}\nbookings {counts['booking']}\n"
+                f"guests {counts['guest']}"
+                + (
+                    f"\nunmapped properties {r['unmapped_properties']}"
+                    if r["unmapped_properties"]
+                    else ""
+                ),
+                health,
+            )
+        out.print(table)
+
+    @app.command("logs")
+    def logs(
+        connection: str | None = typer.Option(
+            None, "--connection", "-c", help="Only this connection."
+        ),
+        failed: bool = typer.Option(
+            False, "--failed", help="Only failed, partial or interrupted runs."
+        ),
+        limit: int = typer.Option(20, "--limit", "-n", min=1, help="How many runs (newest first)."),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    ) -> None:
+        """The sync log, newest first, with error codes and hints.
+
+        Example: `pms logs --failed --limit 5`
+        """
+        from rich.table import Table
+
+        from pms_cli.cli.common import find_connection, settings_and_store
+        from pms_cli.cli.output import out, print_json, when
+
+        _, store = settings_and_store()
+        conn_id = (
+            find_connection(store, connection, allow_disconnected=True).id if connection else None
+        )
+        runs = store.list_runs(conn_id, failed_only=failed, limit=limit)
+        if as_json:
+            print_json([vars(r) for r in runs])
+            return
+        if not runs:
+            out.print("No sync runs yet.")
+            return
+        table = Table()
+        for col in ("started", "connection", "trigger", "status", "requests", "rows", "error"):
+            table.add_column(col, overflow="fold")
+        for r in runs:
+            rows = sum(sum(v.get("written", {}).values()) for v in (r.counts or {}).values())
+            error = ""
+            if r.error_code:
+                error = f"{r.error_code}: {r.error_message or ''}"
+                if r.error_hint:
+                    error += f"\nHint: {r.error_hint}"
+            table.add_row(
+                when(r.started_at),
+                r.connection_id[:8],
+                r.trigger,
+                r.status,
+                str(r.requests or 0),
+                str(rows),
+                error,
+            )
+        out.print(table)

@@ -1,0 +1,1 @@
+"""Shared HTTP layer: one client wrapper with auth, rate limiting, retries and redaction."""

@@ -1,0 +1,247 @@
+"""One client wrapper every provider uses: auth, rate limit, retries, JSON decoding, redaction.
+
+Provider code never sleeps, never catches a 429 and never logs a header: it calls
+``get_json`` and gets parsed JSON or a ``PmsError`` whose message is already redacted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import httpx
+
+from pms_cli.config import HttpSettings
+from pms_cli.errors import AuthError, ProviderError, RateLimitedError
+from pms_cli.http.clock import Clock, SystemClock
+from pms_cli.http.ratelimit import RateLimiter
+from pms_cli.redact import excerpt, redact_url
+
+RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+class Auth(Protocol):
+    """How a provider authenticates requests (see ``pms_cli.http.auth`` for implementations)."""
+
+    async def apply(self, request: httpx.Request, http: HttpClient) -> None:
+        """Add credentials to ``request`` (fetching or loading a token first if needed)."""
+
+    def is_auth_failure(self, response: httpx.Response) -> bool:
+        """True when the response means the credentials/token were rejected."""
+
+    async def renew(self, http: HttpClient) -> bool:
+        """Drop a rejected token and get a new one; False when renewing cannot help."""
+
+
+class NoAuth:
+    async def apply(self, request: httpx.Request, http: HttpClient) -> None:
+        return None
+
+    def is_auth_failure(self, response: httpx.Response) -> bool:
+        return response.status_code == 401
+
+    async def renew(self, http: HttpClient) -> bool:
+        return False
+
+
+@dataclass
+class HttpStats:
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    auth_renewals: int = 0
+    rate_limit_waits: int = 0
+    rate_limit_wait_seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: round(v, 3) if isinstance(v, float) else v for k, v in vars(self).items()}
+
+
+def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
+    """``Retry-After`` as seconds (delta or HTTP date); None when absent or unparseable."""
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+@dataclass
+class HttpClient:
+    """Async JSON client bound to one provider connection."""
+
+    provider: str
+    base_url: str
+    auth: Auth
+    limiter: RateLimiter
+    settings: HttpSettings = field(default_factory=HttpSettings)
+    clock: Clock = field(default_factory=SystemClock)
+    transport: httpx.AsyncBaseTransport | None = None
+    auth_hint: str = "Check the credentials with `pms connect`."
+    headers: Mapping[str, str] = field(default_factory=dict)
+    retry_after: Callable[[Mapping[str, str], float], float | None] = parse_retry_after
+    rng: random.Random = field(default_factory=random.Random)
+    in_flight: asyncio.Semaphore | None = None
+    on_event: Callable[[str, dict[str, Any]], None] | None = None
+    stats: HttpStats = field(default_factory=HttpStats)
+
+    def __post_init__(self) -> None:
+        self._client = httpx.AsyncClient(
+            base_url=self.base_url.rstrip("/") + "/",
+            timeout=self.settings.timeout_seconds,
+            transport=self.transport,
+            headers={"Accept": "application/json", "User-Agent": "pms-cli", **self.headers},
+            follow_redirects=False,
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def __aenter__(self) -> HttpClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def backoff(self, attempt: int) -> float:
+        """Capped exponential backoff with full jitter; the jitter source is ``self.rng``."""
+        s = self.settings
+        ceiling = min(s.backoff_cap_seconds, s.backoff_base_seconds * 2.0 ** (attempt - 1))
+        return float(ceiling / 2 + self.rng.uniform(0, ceiling / 2))
+
+    def _emit(self, kind: str, **data: Any) -> None:
+        if self.on_event is not None:
+            self.on_event(kind, data)
+
+    async def get_json(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        return await self.request_json("GET", path, params=params)
+
+    async def request_json(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        data: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        authenticate: bool = True,
+    ) -> Any:
+        """Send with retries and return decoded JSON; raises ``PmsError`` subclasses."""
+        renewed = False
+        attempt = 0
+        last_problem = ""
+        while True:
+            attempt += 1
+            if attempt > self.settings.max_attempts:
+                raise ProviderError(
+                    f"{self.provider} kept failing after {self.settings.max_attempts} attempts"
+                    f" ({last_problem})",
+                    hint="The provider looks unavailable; retry later (the sync resumes where"
+                    " it stopped).",
+                    code="provider_unavailable",
+                    provider=self.provider,
+                )
+            if attempt > 1:
+                self.stats.retries += 1
+            waited = await self.limiter.acquire()
+            if waited:
+                self.stats.rate_limit_waits += 1
+                self.stats.rate_limit_wait_seconds += waited
+                self._emit("rate_limit_wait", seconds=waited)
+            request = self._client.build_request(
+                method, path.lstrip("/"), params=params, data=data, json=json_body, headers=headers
+            )
+            if authenticate:
+                await self.auth.apply(request, self)
+            try:
+                response = await self._send(request)
+            except httpx.TimeoutException:
+                last_problem = "timeout"
+                await self._sleep_backoff(attempt, last_problem)
+                continue
+            except httpx.TransportError as exc:
+                last_problem = f"connection error: {type(exc).__name__}"
+                await self._sleep_backoff(attempt, last_problem)
+                continue
+            self.limiter.observe(response.headers)
+            status = response.status_code
+            # Unauthenticated calls are token endpoints: a 401/403 there means bad credentials.
+            rejected = (
+                status in (401, 403) if not authenticate else self.auth.is_auth_failure(response)
+            )
+            if rejected:
+                if authenticate and not renewed and await self.auth.renew(self):
+                    renewed = True
+                    self.stats.auth_renewals += 1
+                    attempt -= 1  # a renewal is not a failed attempt
+                    continue
+                raise AuthError(
+                    f"{self.provider} rejected the credentials (HTTP {status})",
+                    hint=self.auth_hint,
+                    provider=self.provider,
+                    status=status,
+                    body_excerpt=excerpt(response.text),
+                )
+            if status == 429:
+                self.stats.rate_limited += 1
+                last_problem = "HTTP 429"
+                delay = self.retry_after(response.headers, self.clock.time())
+                if attempt >= self.settings.max_attempts:
+                    raise RateLimitedError(
+                        f"{self.provider} is still rate-limiting after "
+                        f"{self.settings.max_attempts} attempts",
+                        hint="Another client may share this account's quota; retry later or "
+                        "lower --concurrency.",
+                        provider=self.provider,
+                        status=status,
+                    )
+                await self._sleep(delay if delay is not None else self.backoff(attempt), "429")
+                continue
+            if status in RETRYABLE_STATUS:
+                last_problem = f"HTTP {status}"
+                await self._sleep_backoff(attempt, last_problem)
+                continue
+            if status >= 400:
+                raise ProviderError(
+                    f"{self.provider} answered HTTP {status} for {method} "
+                    f"{redact_url(str(request.url))}",
+                    hint="This request cannot succeed as sent; see the body excerpt.",
+                    code="not_found" if status == 404 else "provider_rejected",
+                    provider=self.provider,
+                    status=status,
+                    body_excerpt=excerpt(response.text),
+                )
+            try:
+                return json.loads(response.content) if response.content else None
+            except ValueError:
+                # A truncated body is usually a dropped connection: retry, then give up clearly.
+                last_problem = "malformed JSON"
+                await self._sleep_backoff(attempt, last_problem)
+
+    async def _send(self, request: httpx.Request) -> httpx.Response:
+        self.stats.requests += 1
+        if self.in_flight is None:
+            return await self._client.send(request)
+        async with self.in_flight:
+            return await self._client.send(request)
+
+    async def _sleep_backoff(self, attempt: int, reason: str) -> None:
+        if attempt < self.settings.max_attempts:
+            await self._sleep(self.backoff(attempt), reason)
+
+    async def _sleep(self, seconds: float, reason: str) -> None:
+        self._emit("retry", seconds=seconds, reason=reason)
+        await self.clock.sleep(seconds)

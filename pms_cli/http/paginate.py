@@ -1,0 +1,181 @@
+"""Paginators: how a list endpoint is walked, independent of what the records mean.
+
+Each paginator is a small declarative object; ``pages()`` yields one list of raw records per
+HTTP request and stops without an extra request whenever the response says it was the last page.
+Every paginator guards against loops (a server repeating a page or a cursor forever).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pms_cli.errors import ProviderError
+from pms_cli.http.client import HttpClient
+
+Raw = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PageBody:
+    """What an extractor finds in one response: the records and, if the API says, the total."""
+
+    records: list[Raw]
+    total: int | None = None
+    has_more: bool | None = None
+
+
+Extractor = Callable[[Any], PageBody]
+
+
+def records_at(key: str | None, total_key: str | None = None) -> Extractor:
+    """Extractor for ``{key: [...], total_key: N}`` envelopes (or a bare list when key is None)."""
+
+    def extract(body: Any) -> PageBody:
+        items = body if key is None else (body.get(key) if isinstance(body, dict) else None)
+        if not isinstance(items, list):
+            raise ProviderError(
+                f"unexpected response shape: no list at {key!r}",
+                hint="The provider changed its API or returned an error page; rerun with "
+                "--json to see the error excerpt, and report it if it persists.",
+                code="provider_garbage",
+                body_excerpt=str(body)[:200],
+            )
+        total = body.get(total_key) if total_key and isinstance(body, dict) else None
+        return PageBody(
+            [r for r in items if isinstance(r, dict)], total if isinstance(total, int) else None
+        )
+
+    return extract
+
+
+class Paginator(Protocol):
+    def pages(
+        self, http: HttpClient, path: str, params: Mapping[str, Any], extract: Extractor
+    ) -> AsyncIterator[list[Raw]]:
+        """Yield the records of each page, one HTTP request per page."""
+
+
+def _loop_guard(seen: set[str], marker: str, path: str) -> None:
+    if marker in seen:
+        raise ProviderError(
+            f"pagination of {path} repeated position {marker!r}",
+            hint="The provider returned the same page twice; retry later.",
+            code="pagination_loop",
+        )
+    seen.add(marker)
+
+
+@dataclass(frozen=True)
+class OffsetPaginator:
+    """``limit`` + ``offset`` (or ``skip``) paging; the offset advances by records received.
+
+    Advancing by what was received (not by ``limit``) stays correct when a server silently
+    clamps the page size. Stops when the reported total is reached, or on a short/empty page
+    when the API reports no total.
+    """
+
+    limit: int
+    limit_param: str = "limit"
+    offset_param: str = "offset"
+    short_page_ends: bool = True
+
+    async def pages(
+        self, http: HttpClient, path: str, params: Mapping[str, Any], extract: Extractor
+    ) -> AsyncIterator[list[Raw]]:
+        offset = 0
+        seen: set[str] = set()
+        while True:
+            _loop_guard(seen, str(offset), path)
+            body = extract(
+                await http.get_json(
+                    path, {**params, self.limit_param: self.limit, self.offset_param: offset}
+                )
+            )
+            if body.records:
+                yield body.records
+            offset += len(body.records)
+            if not body.records or body.has_more is False:
+                return
+            if body.total is not None:
+                if offset >= body.total:
+                    return
+            elif self.short_page_ends and len(body.records) < self.limit:
+                return
+
+
+@dataclass(frozen=True)
+class PageNumberPaginator:
+    """1-based ``page`` (+ optional ``size``) paging, stopping on total, a flag or a short page."""
+
+    size: int | None = None
+    page_param: str = "page"
+    size_param: str = "size"
+    first_page: int = 1
+
+    async def pages(
+        self, http: HttpClient, path: str, params: Mapping[str, Any], extract: Extractor
+    ) -> AsyncIterator[list[Raw]]:
+        page = self.first_page
+        fetched = 0
+        while True:
+            query = {**params, self.page_param: page}
+            if self.size is not None:
+                query[self.size_param] = self.size
+            body = extract(await http.get_json(path, query))
+            if body.records:
+                yield body.records
+            fetched += len(body.records)
+            if not body.records or body.has_more is False:
+                return
+            if body.has_more is None:
+                if body.total is not None and fetched >= body.total:
+                    return
+                if self.size is not None and len(body.records) < self.size:
+                    return
+            page += 1
+
+
+@dataclass(frozen=True)
+class CursorPaginator:
+    """Keyset paging: pass the id of the last record as ``param`` (Hostaway ``afterId``)."""
+
+    limit: int
+    param: str
+    cursor_field: str = "id"
+    limit_param: str = "limit"
+
+    async def pages(
+        self, http: HttpClient, path: str, params: Mapping[str, Any], extract: Extractor
+    ) -> AsyncIterator[list[Raw]]:
+        cursor: Any = None
+        fetched = 0
+        first_total: int | None = None
+        seen: set[str] = set()
+        while True:
+            query = {**params, self.limit_param: self.limit}
+            if cursor is not None:
+                _loop_guard(seen, str(cursor), path)
+                query[self.param] = cursor
+            body = extract(await http.get_json(path, query))
+            if body.records:
+                yield body.records
+            fetched += len(body.records)
+            if not body.records or body.has_more is False:
+                return
+            if first_total is None:
+                first_total = body.total
+            # Whether a cursor page's total counts all matches or only those after the cursor
+            # is undocumented; these two tests are each safe under both readings.
+            if body.total is not None and len(body.records) >= body.total:
+                return
+            if body.total is not None and body.total == first_total and fetched >= body.total:
+                return
+            cursor = body.records[-1].get(self.cursor_field)
+            if cursor is None:
+                raise ProviderError(
+                    f"record without {self.cursor_field!r} while paging {path}",
+                    hint="The provider's response changed shape; report it.",
+                    code="provider_garbage",
+                )

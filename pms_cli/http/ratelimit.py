@@ -1,0 +1,146 @@
+"""Client-side rate limiting that matches how providers count.
+
+Providers enforce sliding windows ("15 requests per 10 s"), so a leaky bucket with a burst equal
+to the limit would overshoot at the window edge; we keep the send times of the last N requests
+per window instead. Limiters are shared by key, so two connections of one Hostaway account, or
+all connections behind one IP, draw from the same budget.
+
+Credit budgets (Beds24) are paced from the provider's own response headers via ``observe``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from pms_cli.http.clock import Clock
+
+
+@dataclass(frozen=True)
+class Window:
+    """``limit`` requests per ``seconds``; parsed from ``"15/10"``."""
+
+    limit: int
+    seconds: float
+
+    @classmethod
+    def parse(cls, spec: str) -> Window:
+        count, _, seconds = spec.partition("/")
+        return cls(int(count), float(seconds or 1))
+
+    def __str__(self) -> str:
+        return f"{self.limit} requests / {self.seconds:g} s"
+
+
+class SlidingWindow:
+    """Exact sliding-window log for one budget (one key, one window)."""
+
+    def __init__(self, window: Window, slack: float = 0.05) -> None:
+        self.window = window
+        # Slack covers the gap between our send time and the server's receive time.
+        self.span = window.seconds + slack
+        self.sent: deque[float] = deque()
+
+    def wait_needed(self, now: float) -> float:
+        # Same arithmetic for "expired" and for the wait, so float rounding cannot make the
+        # wait zero while the oldest send still counts (that once let a 16th request through).
+        while self.sent and self.sent[0] + self.span <= now:
+            self.sent.popleft()
+        if len(self.sent) < self.window.limit:
+            return 0.0
+        return self.sent[0] + self.span - now
+
+    def record(self, now: float) -> None:
+        self.sent.append(now)
+
+
+@dataclass
+class CreditBudget:
+    """A budget the provider reports in headers (remaining credits, seconds until reset)."""
+
+    reserve: float = 2.0
+    remaining: float | None = None
+    resets_at: float | None = None
+
+    def wait_needed(self, now: float) -> float:
+        if self.remaining is None or self.resets_at is None:
+            return 0.0
+        if now >= self.resets_at:
+            self.remaining = None
+            return 0.0
+        return 0.0 if self.remaining > self.reserve else self.resets_at - now
+
+
+@dataclass
+class LimiterStats:
+    waits: int = 0
+    waited_seconds: float = 0.0
+
+
+HeaderReader = Callable[[Mapping[str, str]], tuple[float, float] | None]
+
+
+@dataclass
+class RateLimiter:
+    """Waits until every budget that applies to a request has room, then records the request.
+
+    ``budgets`` are shared objects (see ``LimiterRegistry``); compute-and-record happens without
+    an ``await`` in between, so concurrent tasks on one event loop cannot overshoot.
+    """
+
+    clock: Clock
+    windows: Sequence[SlidingWindow] = ()
+    credits: CreditBudget | None = None
+    read_credits: HeaderReader | None = None
+    stats: LimiterStats = field(default_factory=LimiterStats)
+
+    async def acquire(self) -> float:
+        """Block until a request may be sent; returns the seconds waited."""
+        waited = 0.0
+        while True:
+            now = self.clock.monotonic()
+            wait = max((w.wait_needed(now) for w in self.windows), default=0.0)
+            if self.credits is not None:
+                wait = max(wait, self.credits.wait_needed(now))
+            if wait <= 0:
+                for w in self.windows:
+                    w.record(now)
+                if waited:
+                    self.stats.waits += 1
+                    self.stats.waited_seconds += waited
+                return waited
+            # Round up to the millisecond so float error cannot make us spin.
+            wait = math.ceil(wait * 1000) / 1000
+            waited += wait
+            await self.clock.sleep(wait)
+
+    def observe(self, headers: Mapping[str, str]) -> None:
+        """Feed response headers to a credit budget (no-op for pure window limits)."""
+        if self.credits is None or self.read_credits is None:
+            return
+        reading = self.read_credits(headers)
+        if reading is not None:
+            remaining, resets_in = reading
+            self.credits.remaining = remaining
+            self.credits.resets_at = self.clock.monotonic() + resets_in
+
+
+class LimiterRegistry:
+    """Shares budgets by key across connections within a process."""
+
+    def __init__(self) -> None:
+        self._windows: dict[tuple[str, Window], SlidingWindow] = {}
+        self._credits: dict[str, CreditBudget] = {}
+        self._lock = asyncio.Lock()
+
+    def window(self, key: str, window: Window) -> SlidingWindow:
+        return self._windows.setdefault((key, window), SlidingWindow(window))
+
+    def credits(self, key: str) -> CreditBudget:
+        return self._credits.setdefault(key, CreditBudget())
+
+
+GLOBAL_LIMITERS = LimiterRegistry()

@@ -1,0 +1,191 @@
+"""Canonical models every provider maps into, and the normalisers they share.
+
+All datetimes are timezone-aware UTC; money is Decimal with an ISO 4217 currency; countries are
+ISO 3166-1 alpha-2. Each model keeps the provider's raw payload in ``raw``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class BookingStatus(StrEnum):
+    CONFIRMED = "confirmed"
+    PENDING = "pending"
+    CANCELLED = "cancelled"
+    BLOCKED = "blocked"
+    INQUIRY = "inquiry"
+
+
+Kind = Literal["property", "booking", "guest"]
+
+
+class Record(BaseModel):
+    """Fields common to every synced row; keyed ``(connection_id, external_id)`` in the store."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    external_id: str = Field(min_length=1)
+    raw: dict[str, Any] = Field(default_factory=dict, repr=False)
+
+    @field_validator("external_id", mode="before")
+    @classmethod
+    def _id_to_str(cls, value: object) -> object:
+        return str(value) if isinstance(value, int) else value
+
+
+class Property(Record):
+    kind: Literal["property"] = "property"
+    name: str | None = None
+    address: str | None = None
+    city: str | None = None
+    country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
+    latitude: float | None = None
+    longitude: float | None = None
+    timezone: str | None = None
+    max_guests: int | None = None
+    bedrooms: int | None = None
+    bathrooms: float | None = None
+    check_in_time: str | None = None
+    check_out_time: str | None = None
+    currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
+    active: bool = True
+    updated_at: datetime | None = None
+
+
+class Guest(Record):
+    kind: Literal["guest"] = "guest"
+    name: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    language: str | None = None
+    country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
+
+
+class Booking(Record):
+    kind: Literal["booking"] = "booking"
+    property_external_id: str | None = None
+    guest_external_id: str | None = None
+    status: BookingStatus
+    check_in: date | None = None
+    check_out: date | None = None
+    adults: int | None = None
+    children: int | None = None
+    channel: str | None = None
+    confirmation_code: str | None = None
+    total_price: Decimal | None = None
+    currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
+    guest_name: str | None = None
+    guest_email: str | None = None
+    guest_phone: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @field_validator("created_at", "updated_at")
+    @classmethod
+    def _aware_utc(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("datetime must be timezone-aware")
+        return value.astimezone(UTC) if value is not None else None
+
+
+AnyRecord = Property | Booking | Guest
+
+
+# --- normalisers shared by provider mappers -------------------------------------------------
+
+
+def text(value: object) -> str | None:
+    """A stripped string, or None for null/empty."""
+    if value is None:
+        return None
+    s = str(value).strip()
+    return s or None
+
+
+def integer(value: object) -> int | None:
+    if value is None or value == "" or isinstance(value, bool):
+        return None
+    try:
+        return int(float(str(value)))
+    except ValueError:
+        return None
+
+
+def number(value: object) -> float | None:
+    if value is None or value == "" or isinstance(value, bool):
+        return None
+    try:
+        return float(str(value))
+    except ValueError:
+        return None
+
+
+def money(value: object) -> Decimal | None:
+    """Decimal from a float/str amount; floats go through str() so 696.67 stays 696.67."""
+    if value is None or value == "" or isinstance(value, bool):
+        return None
+    try:
+        d = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return d if d.is_finite() else None
+
+
+def currency_code(value: object) -> str | None:
+    s = text(value)
+    return s.upper() if s and len(s) == 3 and s.isalpha() else None
+
+
+def country_code(value: object) -> str | None:
+    """ISO 3166-1 alpha-2 if the value is one (case-insensitive); free-text names become None."""
+    s = text(value)
+    return s.upper() if s and len(s) == 2 and s.isalpha() else None
+
+
+def utc_datetime(value: object) -> datetime | None:
+    """Parse ISO-8601 or ``YYYY-MM-DD HH:MM:SS`` (naive = UTC) into an aware UTC datetime."""
+    s = text(value)
+    if s is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(s.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def iso_date(value: object) -> date | None:
+    s = text(value)
+    if s is None:
+        return None
+    try:
+        return date.fromisoformat(s[:10])
+    except ValueError:
+        return None
+
+
+def hour_to_time(value: object) -> str | None:
+    """Providers that give check-in/out as an integer hour (0-23) → ``HH:00``."""
+    hour = integer(value)
+    return f"{hour:02d}:00" if hour is not None and 0 <= hour <= 23 else None
+
+
+def guest_key(email: str | None, phone: str | None, fallback: str) -> str:
+    """Stable key for guests that live inside bookings: email → phone → fallback."""
+    if email:
+        return "email:" + email.strip().lower()
+    if phone:
+        digits = "".join(ch for ch in phone if ch.isdigit() or ch == "+")
+        if digits:
+            return "phone:" + digits
+    return fallback

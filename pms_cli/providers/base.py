@@ -1,0 +1,177 @@
+"""The provider extension surface: a provider *declares*, shared code *does*.
+
+A provider module defines one ``Provider`` subclass: identity, credential fields, documented
+rate limits, resources (path, paginator, extractor, incremental filter, mapper), a cheap
+``check()`` call and how to authenticate. It never sleeps, retries, catches 429s or logs
+headers — ``HttpClient`` does. Mappers are pure functions from raw JSON to canonical models.
+
+To add a provider: create ``pms_cli/providers/<name>.py`` with a subclass, and a sandbox in
+``pms_cli/sandbox/<name>.py``. The registry discovers the module by itself.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar
+
+from pydantic import SecretStr
+
+from pms_cli.http.client import Auth, HttpClient, parse_retry_after
+from pms_cli.http.paginate import Extractor, Paginator, Raw
+from pms_cli.http.ratelimit import HeaderReader, Window
+from pms_cli.http.tokens import TokenCache
+from pms_cli.models import AnyRecord, Kind
+
+
+@dataclass(frozen=True)
+class CredentialField:
+    """One thing ``pms connect`` asks for. Secret fields go to the keyring, others to the row."""
+
+    name: str
+    label: str
+    env: str | None = None
+    secret: bool = True
+    required: bool = True
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class Resource:
+    """A list endpoint synced into one canonical kind.
+
+    ``since`` turns the incremental cursor into query parameters (None = always full).
+    ``mapper`` turns one raw record into canonical records (a booking may also yield its guest).
+    """
+
+    name: str
+    kind: Kind
+    path: str
+    paginator: Paginator
+    extract: Extractor
+    mapper: Callable[[Raw], Sequence[AnyRecord]]
+    params: Mapping[str, Any] = field(default_factory=dict)
+    since: Callable[[datetime], Mapping[str, Any]] | None = None
+    derived_kinds: tuple[Kind, ...] = ()
+
+    @property
+    def incremental(self) -> bool:
+        return self.since is not None
+
+
+@dataclass(frozen=True)
+class AccountInfo:
+    """What ``check()`` learns: a non-secret account reference and a display name."""
+
+    account_ref: str
+    display_name: str
+
+
+@dataclass
+class ProviderContext:
+    """Everything a provider instance needs at run time."""
+
+    connection_id: str
+    account_ref: str
+    credentials: Mapping[str, SecretStr]
+    public: Mapping[str, str]
+    token_cache: TokenCache
+    on_secret_rotated: Callable[[str, str], None] | None = None
+    provider: str = ""
+
+    @property
+    def token_key(self) -> str:
+        """Cache key for this account's access token; `pms disconnect` deletes it."""
+        return f"{self.provider}:{self.account_ref}"
+
+
+class Provider:
+    """Base class of every provider adapter; subclasses fill the class variables."""
+
+    name: ClassVar[str]
+    title: ClassVar[str]
+    default_base_url: ClassVar[str]
+    auth_kind: ClassVar[str]
+    credential_fields: ClassVar[tuple[CredentialField, ...]]
+    rate_limits: ClassVar[tuple[Window, ...]]
+    """Documented per-account limits."""
+    ip_rate_limits: ClassVar[tuple[Window, ...]] = ()
+    """Documented per-IP limits, shared by every connection of this provider in a process."""
+    credit_headers: ClassVar[HeaderReader | None] = None
+    """Reads (remaining credits, seconds until reset) from response headers (Beds24)."""
+    retry_after: ClassVar[Callable[[Mapping[str, str], float], float | None]] = staticmethod(
+        parse_retry_after
+    )
+    """Seconds to wait after a 429, from the response headers (default: ``Retry-After``)."""
+    keys_help: ClassVar[str]
+    webhooks: ClassVar[str] = "not yet supported"
+    auth_hint: ClassVar[str]
+    resources: ClassVar[tuple[Resource, ...]]
+
+    def __init__(self, ctx: ProviderContext, http: HttpClient) -> None:
+        self.ctx = ctx
+        self.http = http
+
+    # --- declared behaviour -------------------------------------------------------------
+
+    @classmethod
+    def account_ref_from(cls, public: Mapping[str, str]) -> str:
+        """The non-secret account reference known before ``check()`` (e.g. an account id)."""
+        return next(iter(public.values()), "")
+
+    @classmethod
+    def build_auth(cls, ctx: ProviderContext) -> Auth:
+        """How requests are authenticated for this connection."""
+        raise NotImplementedError
+
+    async def setup(self) -> dict[str, SecretStr]:
+        """Called once by ``pms connect`` before ``check()``: turn what the user typed into the
+        secrets to keep (Beds24 exchanges a one-time invite code for a refresh token here)."""
+        return dict(self.ctx.credentials)
+
+    async def check(self) -> AccountInfo:
+        """One cheap authenticated call proving the credentials work."""
+        raise NotImplementedError
+
+    async def pages(self, resource: Resource, since: datetime | None) -> AsyncIterator[list[Raw]]:
+        """Raw records of ``resource`` page by page; override for multi-step endpoints."""
+        params = dict(resource.params)
+        if since is not None and resource.since is not None:
+            params.update(resource.since(since))
+        async for page in resource.paginator.pages(
+            self.http, resource.path, params, resource.extract
+        ):
+            yield page
+
+    # --- derived helpers ----------------------------------------------------------------
+
+    @classmethod
+    def resource(cls, name: str) -> Resource:
+        for r in cls.resources:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    @classmethod
+    def secret_fields(cls) -> tuple[CredentialField, ...]:
+        return tuple(f for f in cls.credential_fields if f.secret)
+
+    @classmethod
+    def public_fields(cls) -> tuple[CredentialField, ...]:
+        return tuple(f for f in cls.credential_fields if not f.secret)
+
+    @classmethod
+    def base_url_env(cls) -> str:
+        return f"PMS_{cls.name.upper()}_BASE_URL"
+
+    @classmethod
+    def resolve_base_url(cls, connection_override: str | None, config_value: str | None) -> str:
+        """Connection setting → ``PMS_<PROVIDER>_BASE_URL`` → config file → documented URL."""
+        return (
+            connection_override
+            or os.environ.get(cls.base_url_env())
+            or config_value
+            or cls.default_base_url
+        )

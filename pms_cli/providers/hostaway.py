@@ -1,0 +1,265 @@
+"""Hostaway Public API v1 (fact sheet: shared/providers/hostaway.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from pms_cli.errors import AuthError, ProviderError
+from pms_cli.http.auth import TokenAuth
+from pms_cli.http.client import Auth, HttpClient
+from pms_cli.http.paginate import CursorPaginator, OffsetPaginator, PageBody, Raw
+from pms_cli.http.ratelimit import Window
+from pms_cli.http.tokens import CachedToken
+from pms_cli.models import (
+    AnyRecord,
+    Booking,
+    BookingStatus,
+    Guest,
+    Property,
+    country_code,
+    currency_code,
+    guest_key,
+    hour_to_time,
+    integer,
+    iso_date,
+    money,
+    number,
+    text,
+    utc_datetime,
+)
+from pms_cli.providers.base import AccountInfo, CredentialField, Provider, ProviderContext, Resource
+
+# --- unverified facts (fact sheet marks them so); correct them here and only here ----------------
+PAGE_SIZE = 500  # max `limit` undocumented for listings/reservations; clients use 500 successfully
+RESERVATION_ORDER = {"sortOrder": "updatedOn"}  # ascending modification time, combined with afterId
+AUTH_FAILURE_STATUSES = frozenset(
+    {401, 403}
+)  # 403 documented for invalid token; 401 seen in clients
+FILTER_DATETIME = (
+    "%Y-%m-%d %H:%M:%S"  # latestActivityStart accepts date or datetime (format unverified)
+)
+TOKEN_ACTIVATION_DELAY = 1.0  # documented: a new token is valid one second after issue
+# -------------------------------------------------------------------------------------------------
+
+STATUS = {
+    "new": BookingStatus.CONFIRMED,
+    "modified": BookingStatus.CONFIRMED,
+    "ownerStay": BookingStatus.BLOCKED,
+    "pending": BookingStatus.PENDING,
+    "unconfirmed": BookingStatus.PENDING,
+    "awaitingPayment": BookingStatus.PENDING,
+    "awaitingGuestVerification": BookingStatus.PENDING,
+    "cancelled": BookingStatus.CANCELLED,
+    "declined": BookingStatus.CANCELLED,
+    "expired": BookingStatus.CANCELLED,
+}
+
+
+def extract(body: Any) -> PageBody:
+    """Hostaway's ``{status, result, count}`` envelope; ``status: fail`` can come with HTTP 200."""
+    if not isinstance(body, dict) or body.get("status") != "success":
+        message = body.get("result") or body.get("message") if isinstance(body, dict) else body
+        raise ProviderError(
+            f"Hostaway answered a failure: {str(message)[:200]}",
+            hint="Rerun later; if it persists, the request parameters may be rejected.",
+            code="provider_garbage",
+            provider="hostaway",
+        )
+    result = body.get("result")
+    if not isinstance(result, list):
+        raise ProviderError(
+            "Hostaway list response without a result list",
+            hint="The API changed shape; report it.",
+            code="provider_garbage",
+            provider="hostaway",
+        )
+    count = body.get("count")
+    return PageBody(
+        [r for r in result if isinstance(r, dict)], count if isinstance(count, int) else None
+    )
+
+
+def since_params(since: datetime) -> dict[str, str]:
+    return {"latestActivityStart": since.strftime(FILTER_DATETIME)}
+
+
+def to_property(raw: Raw) -> Sequence[AnyRecord]:
+    return [
+        Property(
+            external_id=raw["id"],
+            raw=raw,
+            name=text(raw.get("name")) or text(raw.get("internalListingName")),
+            address=text(raw.get("address")) or text(raw.get("street")),
+            city=text(raw.get("city")),
+            country=country_code(raw.get("countryCode")),
+            latitude=number(raw.get("lat")),
+            longitude=number(raw.get("lng")),
+            timezone=text(raw.get("timeZoneName")),
+            max_guests=integer(raw.get("personCapacity")),
+            bedrooms=integer(raw.get("bedroomsNumber")),
+            bathrooms=number(raw.get("bathroomsNumber")),
+            check_in_time=hour_to_time(raw.get("checkInTimeStart")),
+            check_out_time=hour_to_time(raw.get("checkOutTime")),
+            currency=currency_code(raw.get("currencyCode")),
+            active=raw.get("specialStatus") != "archived",
+            updated_at=utc_datetime(raw.get("latestActivityOn")),
+        )
+    ]
+
+
+def booking_status(raw_status: object) -> BookingStatus:
+    # inquiry*, unknown and any status added later count as inquiries: they never block dates.
+    return STATUS.get(str(raw_status), BookingStatus.INQUIRY)
+
+
+def to_booking(raw: Raw) -> Sequence[AnyRecord]:
+    rid = str(raw["id"])
+    email = text(raw.get("guestEmail"))
+    phone = text(raw.get("phone"))
+    first, last = text(raw.get("guestFirstName")), text(raw.get("guestLastName"))
+    name = text(raw.get("guestName")) or " ".join(p for p in (first, last) if p) or None
+    status = booking_status(raw.get("status"))
+    records: list[AnyRecord] = []
+    gkey: str | None = None
+    if status is not BookingStatus.BLOCKED and (email or phone or name):
+        gkey = guest_key(email, phone, f"reservation:{rid}")
+        records.append(
+            Guest(
+                external_id=gkey,
+                raw={"reservationId": raw["id"]},
+                name=name,
+                first_name=first,
+                last_name=last,
+                email=email,
+                phone=phone,
+                language=text(raw.get("guestLocale")),
+                country=country_code(raw.get("guestCountry")),
+            )
+        )
+    records.insert(
+        0,
+        Booking(
+            external_id=rid,
+            raw=raw,
+            property_external_id=text(raw.get("listingMapId")),
+            guest_external_id=gkey,
+            status=status,
+            check_in=iso_date(raw.get("arrivalDate")),
+            check_out=iso_date(raw.get("departureDate")),
+            adults=integer(raw.get("adults")) or integer(raw.get("numberOfGuests")),
+            children=integer(raw.get("children")),
+            channel=text(raw.get("channelName")) or text(raw.get("channelId")),
+            confirmation_code=text(raw.get("confirmationCode")),
+            total_price=money(raw.get("totalPrice")),
+            currency=currency_code(raw.get("currency")),
+            guest_name=name,
+            guest_email=email,
+            guest_phone=phone,
+            created_at=utc_datetime(raw.get("insertedOn") or raw.get("reservationDate")),
+            updated_at=utc_datetime(raw.get("updatedOn") or raw.get("latestActivityOn")),
+        ),
+    )
+    return records
+
+
+def _token_fetcher(account_id: str, client_id: str, secret: str) -> Any:
+    async def fetch(http: HttpClient) -> CachedToken:
+        body = await http.request_json(
+            "POST",
+            "accessTokens",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": client_id or account_id,
+                "client_secret": secret,
+                "scope": "general",
+            },
+            authenticate=False,
+        )
+        # Documented bare object; one client also accepts it wrapped in {"result": ...}.
+        if isinstance(body, dict) and isinstance(body.get("result"), dict):
+            body = body["result"]
+        token = body.get("access_token") if isinstance(body, dict) else None
+        if not isinstance(token, str) or not token:
+            raise AuthError(
+                "Hostaway's token endpoint answered without an access token",
+                hint=Hostaway.auth_hint,
+                provider="hostaway",
+            )
+        expires_in = number(body.get("expires_in"))
+        expires_at = http.clock.time() + expires_in if expires_in else None
+        return CachedToken(token, expires_at)
+
+    return fetch
+
+
+class Hostaway(Provider):
+    name = "hostaway"
+    title = "Hostaway"
+    default_base_url = "https://api.hostaway.com/v1"
+    auth_kind = "OAuth2 client credentials (token cached, lives 24 months)"
+    credential_fields = (
+        CredentialField("account_id", "Account ID", "HOSTAWAY_ACCOUNT_ID", secret=False),
+        CredentialField(
+            "client_id",
+            "Client ID",
+            "HOSTAWAY_CLIENT_ID",
+            secret=False,
+            required=False,
+            help="usually the account ID",
+        ),
+        CredentialField("client_secret", "Client secret", "HOSTAWAY_CLIENT_SECRET"),
+    )
+    rate_limits = (Window(20, 10.0),)
+    ip_rate_limits = (Window(15, 10.0),)
+    keys_help = "Dashboard → Settings → Hostaway API (dashboard.hostaway.com/settings/hostaway-api)"
+    webhooks = "unified webhooks with HTTP Basic auth"
+    auth_hint = (
+        "Check the account ID and client secret in Hostaway → Settings → Hostaway API, then run "
+        "`pms connect hostaway` again (or fix HOSTAWAY_CLIENT_SECRET)."
+    )
+    resources = (
+        Resource(
+            name="properties",
+            kind="property",
+            path="listings",
+            paginator=OffsetPaginator(limit=PAGE_SIZE),
+            extract=extract,
+            mapper=to_property,
+            since=since_params,
+        ),
+        Resource(
+            name="bookings",
+            kind="booking",
+            path="reservations",
+            paginator=CursorPaginator(limit=PAGE_SIZE, param="afterId"),
+            extract=extract,
+            mapper=to_booking,
+            params=RESERVATION_ORDER,
+            since=since_params,
+            derived_kinds=("guest",),
+        ),
+    )
+
+    @classmethod
+    def build_auth(cls, ctx: ProviderContext) -> Auth:
+        return TokenAuth(
+            fetch=_token_fetcher(
+                ctx.public.get("account_id", ""),
+                ctx.public.get("client_id", ""),
+                ctx.credentials["client_secret"].get_secret_value(),
+            ),
+            cache=ctx.token_cache,
+            cache_key=ctx.token_key,
+            failure_statuses=AUTH_FAILURE_STATUSES,
+            activation_delay=TOKEN_ACTIVATION_DELAY,
+        )
+
+    async def check(self) -> AccountInfo:
+        extract(await self.http.get_json("listings", {"limit": 1}))
+        account = self.ctx.public.get("account_id", "")
+        return AccountInfo(account_ref=account, display_name=f"Hostaway account {account}")
+
+
+PROVIDER = Hostaway

@@ -1,0 +1,1 @@
+"""Local emulators of the provider APIs (ASGI apps used by tests, benchmarks and ``pms demo``)."""

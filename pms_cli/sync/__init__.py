@@ -1,0 +1,1 @@
+"""The sync engine: fetch pages → map → batch upsert → advance cursor, emitting events."""

@@ -1,0 +1,374 @@
+"""The sync engine: one write path for `pms sync`, the webhook receiver and library callers.
+
+Per connection × resource: read the cursor, fetch pages, map records (bad ones are reported
+and skipped), upsert in bounded batches (one transaction each), and only after every batch is
+committed advance the cursor — to the run's start time, never past rows that were not written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pms_cli.errors import ConfigError, LockedError, PmsError
+from pms_cli.models import AnyRecord, Kind
+from pms_cli.providers import get_provider
+from pms_cli.providers.base import Provider, Resource
+from pms_cli.redact import redact_text
+from pms_cli.stores.base import Connection, Store, SyncRun
+from pms_cli.sync.session import Runtime, connection_credentials, open_adapter
+
+
+@dataclass
+class SyncOptions:
+    full: bool = False
+    since: datetime | None = None
+    resources: Sequence[str] | None = None
+    dry_run: bool = False
+    trigger: str = "cli"
+
+
+@dataclass
+class ResourceResult:
+    resource: str
+    status: str = "pending"  # pending | running | succeeded | partial | failed
+    pages: int = 0
+    fetched: int = 0
+    written: dict[str, int] = field(default_factory=dict)
+    skipped: int = 0
+    deleted: int = 0
+    requests: int = 0
+    incremental_since: str | None = None
+    skipped_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SyncResult:
+    connection_id: str
+    provider: str
+    run_id: str
+    status: str = "running"
+    resources: dict[str, ResourceResult] = field(default_factory=dict)
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    rate_limit_waits: int = 0
+    rate_limit_wait_seconds: float = 0.0
+    error: dict[str, Any] | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "connection_id": self.connection_id,
+            "provider": self.provider,
+            "run_id": self.run_id,
+            "status": self.status,
+            "requests": self.requests,
+            "retries": self.retries,
+            "rate_limited": self.rate_limited,
+            "rate_limit_waits": self.rate_limit_waits,
+            "rate_limit_wait_seconds": round(self.rate_limit_wait_seconds, 3),
+            "resources": {
+                name: {
+                    "status": r.status,
+                    "pages": r.pages,
+                    "fetched": r.fetched,
+                    "written": r.written,
+                    "skipped": r.skipped,
+                    "skipped_ids": r.skipped_ids[:20],
+                    "deleted": r.deleted,
+                    "requests": r.requests,
+                    "since": r.incremental_since,
+                }
+                for name, r in self.resources.items()
+            },
+            "error": self.error,
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+        }
+
+
+@dataclass(frozen=True)
+class SyncEvent:
+    kind: str  # started | resource | page | batch | wait | finished
+    result: SyncResult
+    resource: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def select_resources(provider: type[Provider], wanted: Sequence[str] | None) -> list[Resource]:
+    """Resources to run; asking for a derived kind (e.g. guests) runs the resource yielding it."""
+    if not wanted:
+        return list(provider.resources)
+    chosen: list[Resource] = []
+    for name in wanted:
+        match = [
+            r
+            for r in provider.resources
+            if r.name == name or any(f"{k}s" == name for k in (r.kind, *r.derived_kinds))
+        ]
+        if not match:
+            names = sorted(
+                {r.name for r in provider.resources}
+                | {f"{k}s" for r in provider.resources for k in r.derived_kinds}
+            )
+            raise ConfigError(
+                f"{provider.title} has no resource {name!r}",
+                hint=f"Use one of: {', '.join(names)}.",
+                code="unknown_resource",
+            )
+        chosen.extend(r for r in match if r not in chosen)
+    return chosen
+
+
+class SyncEngine:
+    """Runs syncs against a store; ``on_event`` receives progress for live displays."""
+
+    def __init__(
+        self,
+        store: Store,
+        runtime: Runtime,
+        on_event: Callable[[SyncEvent], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.runtime = runtime
+        self.on_event = on_event
+
+    def _emit(
+        self, event: str, result: SyncResult, resource: str | None = None, /, **data: Any
+    ) -> None:
+        if self.on_event is not None:
+            self.on_event(SyncEvent(event, result, resource, data))
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self.runtime.clock.time(), UTC)
+
+    async def _store(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.to_thread(fn, *args)
+
+    async def sync_many(
+        self, connections: Sequence[Connection], options: SyncOptions, concurrency: int = 4
+    ) -> list[SyncResult]:
+        gate = asyncio.Semaphore(max(1, concurrency))
+
+        async def one(conn: Connection) -> SyncResult:
+            async with gate:
+                return await self.sync_connection(conn, options)
+
+        return list(await asyncio.gather(*(one(c) for c in connections)))
+
+    async def sync_connection(self, conn: Connection, options: SyncOptions) -> SyncResult:
+        """Sync one connection; never raises for provider/store problems (see ``result.error``)."""
+        run_id = str(uuid.uuid4())
+        result = SyncResult(conn.id, conn.provider, run_id, started_at=self._now())
+        run = SyncRun(
+            id=run_id,
+            connection_id=conn.id,
+            organization_id=conn.organization_id,
+            trigger=options.trigger,
+            status="running",
+            started_at=result.started_at or self._now(),
+            full_sync=options.full,
+            owner=run_id,
+        )
+        locked = False
+        try:
+            if conn.status == "disconnected":
+                raise ConfigError(
+                    f"connection {conn.id} is disconnected",
+                    hint=f"Run `pms connect {conn.provider}` to connect the account again.",
+                    code="disconnected",
+                )
+            if not options.dry_run:
+                locked = await self._store(
+                    self.store.acquire_lock,
+                    conn.id,
+                    run_id,
+                    float(self.runtime.settings.sync.lock_ttl_seconds),
+                )
+                if not locked:
+                    holder = await self._store(self.store.lock_holder, conn.id) or {}
+                    raise LockedError(
+                        f"another sync of connection {conn.id} is running "
+                        f"(pid {holder.get('pid')} on {holder.get('host')})",
+                        hint="Wait for it to finish; a crashed run's lock expires by itself.",
+                    )
+                await self._store(self.store.mark_interrupted, conn.id, run_id)
+                await self._store(self.store.start_run, run)
+            self._emit("started", result)
+            await self._run(conn, options, result)
+            statuses = {r.status for r in result.resources.values()}
+            result.status = "partial" if statuses & {"partial", "failed"} else "succeeded"
+        except PmsError as exc:
+            result.error = {**exc.to_dict(), "exit_code": exc.exit_code}
+            done = any(r.status == "succeeded" for r in result.resources.values())
+            result.status = "partial" if done and not isinstance(exc, LockedError) else "failed"
+            if isinstance(exc, LockedError):
+                result.status = "locked"
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            result.status = "interrupted"
+            result.error = {
+                "code": "interrupted",
+                "message": "the sync was interrupted",
+                "hint": "Rerun it; it resumes from the last committed cursor.",
+            }
+            await self._finish(conn, run, result, locked, options)
+            raise
+        await self._finish(conn, run, result, locked, options)
+        return result
+
+    async def _finish(
+        self, conn: Connection, run: SyncRun, result: SyncResult, locked: bool, options: SyncOptions
+    ) -> None:
+        result.finished_at = self._now()
+        self._emit("finished", result)
+        if options.dry_run or not locked:
+            return
+        error = result.error or {}
+        run.status = result.status
+        run.finished_at = result.finished_at
+        run.counts = result.to_dict()["resources"]
+        run.requests = result.requests
+        run.retries = result.retries
+        run.rate_limit_waits = result.rate_limit_waits
+        run.error_code = error.get("code")
+        run.error_message = redact_text(str(error["message"])) if error.get("message") else None
+        run.error_hint = error.get("hint")
+        try:
+            await self._store(self.store.finish_run, run)
+            fields: dict[str, Any] = {"last_error": run.error_message}
+            if result.status in ("succeeded", "partial"):
+                fields["last_sync_at"] = result.finished_at
+                fields["status"] = "active"
+            elif error.get("code") in ("auth_rejected", "credentials_missing"):
+                fields["status"] = "error"
+            await self._store(lambda: self.store.update_connection(conn.id, **fields))
+        except PmsError as exc:
+            if result.error is None:
+                result.error = exc.to_dict()
+                result.status = "failed"
+        finally:
+            with contextlib.suppress(PmsError):  # the lease expires by itself
+                await self._store(self.store.release_lock, conn.id, run.id)
+
+    async def _run(self, conn: Connection, options: SyncOptions, result: SyncResult) -> None:
+        provider_cls = get_provider(conn.provider)
+        resources = select_resources(provider_cls, options.resources)
+        secrets, _ = connection_credentials(provider_cls, conn, self.runtime.env)
+
+        def http_event(kind: str, data: dict[str, Any]) -> None:
+            if kind == "rate_limit_wait":
+                self._emit("wait", result, None, **data)
+
+        def rotated(name: str, value: str) -> None:
+            from pms_cli import credentials
+
+            credentials.update_secret(conn.id, conn.secret_location, name, value)
+
+        async with open_adapter(
+            self.runtime,
+            conn.provider,
+            connection_id=conn.id,
+            public=conn.settings.get("public", {}),
+            secrets=secrets,
+            conn_settings=conn.settings,
+            token_store=self.store,
+            on_event=http_event,
+            on_secret_rotated=rotated,
+        ) as adapter:
+            try:
+                for resource in resources:
+                    result.resources[resource.name] = ResourceResult(resource.name)
+                for resource in resources:
+                    await self._sync_resource(conn, adapter, resource, options, result)
+            finally:
+                stats = adapter.http.stats
+                result.requests = stats.requests
+                result.retries = stats.retries
+                result.rate_limited = stats.rate_limited
+                result.rate_limit_waits = stats.rate_limit_waits
+                result.rate_limit_wait_seconds = stats.rate_limit_wait_seconds
+
+    async def _sync_resource(
+        self,
+        conn: Connection,
+        adapter: Provider,
+        resource: Resource,
+        options: SyncOptions,
+        result: SyncResult,
+    ) -> None:
+        rr = result.resources[resource.name]
+        rr.status = "running"
+        self._emit("resource", result, resource.name)
+        requests_before = adapter.http.stats.requests
+        run_start = self._now()
+        since = options.since
+        if since is None and not options.full and resource.incremental:
+            cursor = await self._store(self.store.get_cursor, conn.id, resource.name)
+            if cursor:
+                lag = timedelta(minutes=self.runtime.settings.sync.lag_minutes)
+                since = datetime.fromisoformat(cursor) - lag
+        rr.incremental_since = since.isoformat() if since else None
+        batch_size = self.runtime.settings.sync.batch_size
+        buffers: dict[Kind, list[AnyRecord]] = {}
+
+        async def flush(kind: Kind) -> None:
+            rows = buffers.pop(kind, [])
+            if rows and not options.dry_run:
+                n = await self._store(self.store.upsert_records, conn, kind, rows, run_start)
+            else:
+                n = len({r.external_id for r in rows})
+            rr.written[kind] = rr.written.get(kind, 0) + n
+            self._emit("batch", result, resource.name, kind=kind, rows=n)
+
+        try:
+            async for page in adapter.pages(resource, since):
+                rr.pages += 1
+                rr.fetched += len(page)
+                for raw in page:
+                    try:
+                        mapped = resource.mapper(raw)
+                    except Exception:
+                        rr.skipped += 1
+                        rr.skipped_ids.append(str(raw.get("id") or raw.get("_id") or "?"))
+                        continue
+                    for record in mapped:
+                        buffers.setdefault(record.kind, []).append(record)
+                for kind, rows in list(buffers.items()):
+                    if len(rows) >= batch_size:
+                        await flush(kind)
+                rr.requests = adapter.http.stats.requests - requests_before
+                self._emit("page", result, resource.name)
+            for kind in list(buffers):
+                await flush(kind)
+        except PmsError:
+            rr.status = "failed"
+            rr.requests = adapter.http.stats.requests - requests_before
+            self._emit("resource", result, resource.name)
+            raise
+        rr.requests = adapter.http.stats.requests - requests_before
+        if rr.skipped:
+            # Bad records were not written: keep the cursor so they are fetched again.
+            rr.status = "partial"
+        else:
+            rr.status = "succeeded"
+            if not options.dry_run:
+                if resource.incremental:
+                    await self._store(
+                        self.store.set_cursor, conn.id, resource.name, run_start.isoformat()
+                    )
+                if options.full and options.since is None:
+                    rr.deleted = await self._store(
+                        self.store.mark_missing_deleted,
+                        conn.id,
+                        resource.kind,
+                        run_start,
+                        run_start,
+                    )
+        self._emit("resource", result, resource.name)

@@ -1,0 +1,148 @@
+"""The engine against the Hostaway sandbox in-process: counts, request economy, cursors, pacing."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from pms_cli.providers.hostaway import PAGE_SIZE
+from tests.conftest import SharedClock
+from tests.helpers import Harness
+
+
+def test_full_sync_writes_every_listing_reservation_and_derived_guest(
+    tmp_path: Path, clock: SharedClock
+) -> None:
+    h = Harness("hostaway", tmp_path, clock, listings=7, reservations=230)
+    result = h.sync()
+    assert result.status == "succeeded", result.error
+    counts = h.store.counts(h.conn.id)
+    assert counts["property"] == len(h.state.listings) == 7
+    assert counts["booking"] == len(h.state.reservations) == 230
+    assert 0 < counts["guest"] <= 230
+    booking_ids = {r["external_id"] for r in h.store.fetch_rows("booking", h.conn.id)}
+    assert booking_ids == {str(i) for i in h.state.reservations}
+
+
+def test_full_sync_costs_one_token_plus_one_request_per_page(
+    tmp_path: Path, clock: SharedClock
+) -> None:
+    h = Harness("hostaway", tmp_path, clock, listings=12, reservations=1234)
+    result = h.sync()
+    expected = 1 + math.ceil(12 / PAGE_SIZE) + math.ceil(1234 / PAGE_SIZE)
+    assert result.requests == expected
+    assert h.state.stats.requests == expected
+
+
+def test_second_run_is_incremental_and_fetches_only_changed_reservations(
+    tmp_path: Path, clock: SharedClock
+) -> None:
+    h = Harness("hostaway", tmp_path, clock, listings=5, reservations=300)
+    h.sync()
+    clock.advance(3600)
+    changed = h.state.modify_reservations(4)
+    added = h.state.add_reservations(2)
+    result = h.sync()
+    bookings = result.resources["bookings"]
+    assert bookings.incremental_since is not None
+    assert bookings.fetched == len(set(changed) | set(added))
+    assert result.resources["properties"].fetched == 0
+    assert h.store.counts(h.conn.id)["booking"] == 302
+    rows = {r["external_id"]: r for r in h.store.fetch_rows("booking", h.conn.id)}
+    for rid in changed:
+        assert rows[str(rid)]["raw"]["updatedOn"] == h.state.reservations[rid]["updatedOn"]
+
+
+def test_unchanged_incremental_run_issues_one_request_per_resource(
+    tmp_path: Path, clock: SharedClock
+) -> None:
+    h = Harness("hostaway", tmp_path, clock, listings=5, reservations=300)
+    h.sync()
+    clock.advance(3600)
+    result = h.sync()
+    assert result.requests == 2  # the token is reused from the cache
+    assert result.resources["bookings"].fetched == 0
+
+
+def test_cancelled_reservation_stays_as_a_cancelled_row(tmp_path: Path, clock: SharedClock) -> None:
+    h = Harness("hostaway", tmp_path, clock, listings=3, reservations=50)
+    h.sync()
+    clock.advance(600)
+    rid = next(i for i, r in h.state.reservations.items() if r["status"] in ("new", "modified"))
+    h.state.cancel_reservation(rid)
+    h.sync()
+    row = next(r for r in h.store.fetch_rows("booking", h.conn.id) if r["external_id"] == str(rid))
+    assert row["status"] == "cancelled"
+    assert row["deleted_at"] is None
+
+
+def test_full_sync_marks_a_listing_that_vanished_upstream_as_deleted(
+    tmp_path: Path, clock: SharedClock
+) -> None:
+    h = Harness("hostaway", tmp_path, clock, listings=4, reservations=10)
+    h.sync()
+    gone = next(iter(h.state.listings))
+    h.state.delete_listing(gone)
+    clock.advance(60)
+    result = h.sync(full=True)
+    assert result.resources["properties"].deleted == 1
+    rows = {r["external_id"]: r for r in h.store.fetch_rows("property", h.conn.id)}
+    assert rows[str(gone)]["deleted_at"] is not None
+    assert h.store.counts(h.conn.id)["property"] == 3
+
+
+def test_dry_run_fetches_and_maps_but_writes_nothing(tmp_path: Path, clock: SharedClock) -> None:
+    h = Harness("hostaway", tmp_path, clock, listings=3, reservations=40)
+    result = h.sync(dry_run=True)
+    assert result.status == "succeeded"
+    assert result.resources["bookings"].written["booking"] == 40
+    assert h.store.counts(h.conn.id) == {"property": 0, "booking": 0, "guest": 0}
+    assert h.store.list_runs(h.conn.id) == []
+    assert h.store.cursors(h.conn.id) == {}
+
+
+def test_sync_log_row_records_counts_and_status(tmp_path: Path, clock: SharedClock) -> None:
+    h = Harness("hostaway", tmp_path, clock, listings=2, reservations=20)
+    result = h.sync(trigger="cron")
+    [run] = h.store.list_runs(h.conn.id)
+    assert run.id == result.run_id
+    assert run.status == "succeeded"
+    assert run.trigger == "cron"
+    assert run.counts["bookings"]["written"]["booking"] == 20
+    assert run.requests == result.requests
+
+
+def test_mapping_rows_are_filled_for_every_property(tmp_path: Path, clock: SharedClock) -> None:
+    h = Harness("hostaway", tmp_path, clock, listings=6, reservations=5)
+    h.sync()
+    mappings = h.store.list_mappings(h.conn.id)
+    assert {m["external_property_id"] for m in mappings} == {str(i) for i in h.state.listings}
+    assert all(m["property_id"] is None for m in mappings)
+
+
+def test_documented_rate_limits_give_zero_429s_on_a_large_account(
+    tmp_path: Path, clock: SharedClock
+) -> None:
+    # 20,000 reservations at 500/page = 40 pages + listings + token: well over 15 req / 10 s.
+    h = Harness("hostaway", tmp_path, clock, relaxed=False, listings=3, reservations=20_000)
+    h.state.config.token_activation_delay = 0.0
+    start = clock.time()
+    result = h.sync()
+    assert result.status == "succeeded", result.error
+    assert h.state.stats.rate_limited == 0
+    assert result.rate_limited == 0
+    requests = result.requests
+    floor = (math.ceil(requests / 15) - 1) * 10.0  # 15 per 10 s per IP is the binding limit
+    elapsed = clock.time() - start
+    assert elapsed >= floor
+    assert elapsed <= floor * 1.05 + 1.0
+
+
+def test_a_second_sync_while_the_first_holds_the_lock_is_refused(
+    tmp_path: Path, clock: SharedClock
+) -> None:
+    h = Harness("hostaway", tmp_path, clock, listings=2, reservations=5)
+    assert h.store.acquire_lock(h.conn.id, "someone-else", 3600)
+    result = h.sync()
+    assert result.status == "locked"
+    assert result.error is not None and result.error["exit_code"] == 5
