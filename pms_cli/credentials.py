@@ -154,10 +154,12 @@ def resolve(
     location: str,
     fields: Mapping[str, str | None],
     env: Mapping[str, str] | None = None,
+    required: frozenset[str] | None = None,
 ) -> tuple[dict[str, SecretStr], str]:
     """Secrets for a connection and where they came from (``env``/``keyring``/``file``/``missing``).
 
-    ``fields`` maps secret field name → environment variable name (or None).
+    ``fields`` maps secret field name → environment variable name (or None); only ``required``
+    fields (default: all) make the result ``missing`` when absent.
     """
     env = os.environ if env is None else env
     stored: dict[str, str] | None = None
@@ -175,6 +177,7 @@ def resolve(
             register_secret(value)
             out[name] = SecretStr(value)
             sources.add(source)
-    if len(out) < len(fields):
+    needed = set(fields) if required is None else required
+    if not needed <= set(out):
         return out, "missing"
     return out, "+".join(sorted(sources)) or "none"

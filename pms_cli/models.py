@@ -6,6 +6,7 @@ ISO 3166-1 alpha-2. Each model keeps the provider's raw payload in ``raw``.
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
@@ -110,22 +111,22 @@ def text(value: object) -> str | None:
     return s or None
 
 
-def integer(value: object) -> int | None:
-    if value is None or value == "" or isinstance(value, bool):
-        return None
-    try:
-        return int(float(str(value)))
-    except ValueError:
-        return None
-
-
 def number(value: object) -> float | None:
+    """A finite float, or None (NaN, infinities and junk are not numbers worth keeping)."""
     if value is None or value == "" or isinstance(value, bool):
         return None
     try:
-        return float(str(value))
-    except ValueError:
+        result = float(str(value))
+    except (ValueError, OverflowError):
         return None
+    return result if math.isfinite(result) else None
+
+
+def integer(value: object) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if abs(value) < 2**63 else None
+    result = number(value)
+    return int(result) if result is not None and abs(result) < 2**63 else None
 
 
 def money(value: object) -> Decimal | None:
@@ -141,13 +142,13 @@ def money(value: object) -> Decimal | None:
 
 def currency_code(value: object) -> str | None:
     s = text(value)
-    return s.upper() if s and len(s) == 3 and s.isalpha() else None
+    return s.upper() if s and len(s) == 3 and s.isascii() and s.isalpha() else None
 
 
 def country_code(value: object) -> str | None:
     """ISO 3166-1 alpha-2 if the value is one (case-insensitive); free-text names become None."""
     s = text(value)
-    return s.upper() if s and len(s) == 2 and s.isalpha() else None
+    return s.upper() if s and len(s) == 2 and s.isascii() and s.isalpha() else None
 
 
 def utc_datetime(value: object) -> datetime | None:
@@ -157,11 +158,11 @@ def utc_datetime(value: object) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(s.replace("Z", "+00:00"))
-    except ValueError:
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError):  # e.g. year 1 with a positive offset
         return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
 
 
 def iso_date(value: object) -> date | None:

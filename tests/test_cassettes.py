@@ -29,10 +29,15 @@ def test_every_provider_has_cassettes() -> None:
 def test_cassettes_replay_without_network(provider: str) -> None:
     cls = get_provider(provider)
     replay = recorder(CASSETTES / provider, "none")
-    # Any credential works on replay: request bodies and auth headers are not matched.
-    values = {f.name: f"replay-{f.name}" for f in cls.credential_fields}
-    public = {f.name: values[f.name] for f in cls.public_fields()}
-    secrets = {f.name: SecretStr(values[f.name]) for f in cls.secret_fields()}
+    # Any credential value works on replay (bodies and auth headers are not matched), but the
+    # same fields as at recording time must be given: they decide the auth flow.
+    used = (
+        importlib.import_module(f"pms_cli.sandbox.{provider}")
+        .build_sandbox(SandboxOptions(listings=1, reservations=1))
+        .credentials
+    )
+    public = {f.name: used[f.name] for f in cls.public_fields() if f.name in used}
+    secrets = {f.name: SecretStr(f"replay-{f.name}") for f in cls.secret_fields() if f.name in used}
 
     async def go() -> dict[str, int]:
         runtime = Runtime(load_settings(), token_cache=MemoryTokenCache())

@@ -89,7 +89,7 @@ def register(app: typer.Typer) -> None:
         values: dict[str, str] = {}
         for f in cls.credential_fields:
             value = flags.get(f.name) or (os.environ.get(f.env, "") if from_env and f.env else "")
-            if not value and interactive and (f.required or not f.secret):
+            if not value and interactive:
                 suffix = "" if f.required else " (optional, Enter to skip)"
                 value = typer.prompt(
                     f"{cls.title} {f.label}{suffix}",
@@ -113,6 +113,9 @@ def register(app: typer.Typer) -> None:
             f.name: SecretStr(values[f.name]) for f in cls.secret_fields() if f.name in values
         }
         mode = "env" if from_env else ("file" if insecure_storage else "keyring")
+        if mode == "env" and any(f in values for f in cls.setup_fields):
+            # A one-time code is exchanged for a long-lived secret that env cannot hold.
+            mode = "file" if insecure_storage else "keyring"
         if mode == "keyring":
             from pms_cli.credentials import keyring_available, no_keyring_error
 

@@ -41,6 +41,7 @@ def register(app: typer.Typer) -> None:
                     ],
                     "rate_limits": [str(w) for w in cls.rate_limits],
                     "ip_rate_limits": [str(w) for w in cls.ip_rate_limits],
+                    "rate_limit_note": cls.rate_limit_note,
                     "webhooks": cls.webhooks,
                     "keys_help": cls.keys_help,
                     "base_url": cls.default_base_url,
@@ -60,5 +61,6 @@ def register(app: typer.Typer) -> None:
             )
             limits = [f"{w} per account" for w in r["rate_limits"]]
             limits += [f"{w} per IP" for w in r["ip_rate_limits"]]
+            limits += [r["rate_limit_note"]] if r["rate_limit_note"] else []
             table.add_row(r["name"], r["auth"], creds, "\n".join(limits), r["keys_help"])
         out.print(table)

@@ -58,6 +58,8 @@ class TokenAuth:
     failure_statuses: frozenset[int] = frozenset({401})
     activation_delay: float = 0.0
     expiry_margin: float = 300.0
+    failure_check: Callable[[httpx.Response], bool] | None = None
+    """Overrides ``failure_statuses`` for providers whose rejections need a closer look."""
     _token: CachedToken | None = field(default=None, init=False)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
 
@@ -87,6 +89,8 @@ class TokenAuth:
         return token
 
     def is_auth_failure(self, response: httpx.Response) -> bool:
+        if self.failure_check is not None:
+            return self.failure_check(response)
         return response.status_code in self.failure_statuses
 
     async def renew(self, http: HttpClient) -> bool:

@@ -105,6 +105,10 @@ class Provider:
         parse_retry_after
     )
     """Seconds to wait after a 429, from the response headers (default: ``Retry-After``)."""
+    rate_limit_note: ClassVar[str] = ""
+    """Limits that are not request windows (e.g. Beds24 credits), shown by `pms providers`."""
+    setup_fields: ClassVar[tuple[str, ...]] = ()
+    """Credential fields consumed by ``setup()`` (one-time codes): never read from env later."""
     keys_help: ClassVar[str]
     webhooks: ClassVar[str] = "not yet supported"
     auth_hint: ClassVar[str]

@@ -281,6 +281,7 @@ class SyncEngine:
             token_store=self.store,
             on_event=http_event,
             on_secret_rotated=rotated,
+            account_ref=conn.account_ref,
         ) as adapter:
             try:
                 for resource in resources:

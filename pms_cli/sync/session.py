@@ -62,7 +62,8 @@ def connection_credentials(
         if f.env and f.required
     )
     fields = {f.name: (f.env if env_applies else None) for f in provider.secret_fields()}
-    secrets, source = credentials.resolve(conn.id, conn.secret_location, fields, env)
+    required = frozenset(f.name for f in provider.secret_fields() if f.required)
+    secrets, source = credentials.resolve(conn.id, conn.secret_location, fields, env, required)
     missing = [f for f in provider.secret_fields() if f.required and f.name not in secrets]
     if missing:
         names = ", ".join(f.env or f.name for f in missing)
@@ -97,13 +98,15 @@ async def open_adapter(
     token_store: EncryptedRowStore | None,
     on_event: Callable[[str, dict[str, Any]], None] | None = None,
     on_secret_rotated: Callable[[str, str], None] | None = None,
+    account_ref: str | None = None,
 ) -> AsyncIterator[Provider]:
     """An authenticated adapter whose HTTP client closes on exit."""
     provider = get_provider(provider_name)
     for secret in secrets.values():
         # From here on, any text that echoes the secret (a provider error body) is masked.
         register_secret(secret.get_secret_value())
-    account_ref = provider.account_ref_from(public)
+    # A connected account's ref (from check()) keys its rate-limit budget and token cache.
+    account_ref = account_ref or provider.account_ref_from(public)
     token_cache = runtime.token_cache
     if token_cache is None:
         if credentials.keyring_available():

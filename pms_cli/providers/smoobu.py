@@ -1,0 +1,399 @@
+"""Smoobu API (fact sheet: shared/providers/smoobu.md)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
+
+import httpx
+
+from pms_cli.errors import ProviderError
+from pms_cli.http.auth import HeaderAuth
+from pms_cli.http.client import Auth, HttpClient, parse_retry_after
+from pms_cli.http.paginate import Extractor, PageBody, PageNumberPaginator, Raw
+from pms_cli.http.ratelimit import Window
+from pms_cli.models import (
+    AnyRecord,
+    Booking,
+    BookingStatus,
+    Guest,
+    Property,
+    country_code,
+    currency_code,
+    integer,
+    iso_date,
+    money,
+    number,
+    text,
+    utc_datetime,
+)
+from pms_cli.providers.base import AccountInfo, CredentialField, Provider, ProviderContext, Resource
+from pms_cli.redact import register_secret
+
+# --- unverified facts (fact sheet marks them so); correct them here and only here ----------------
+PAGE_SIZE = 100  # documented cap of `pageSize`; the default (25) is unverified, so always send it
+# Filters and timestamps are account-local with no offset, and the account zone is not exposed by
+# /api/me: we filter by date with a day of overlap, and read naive timestamps as UTC.
+MODIFIED_OVERLAP = timedelta(days=1)
+GUESTS_KEY = "guests"  # /api/guests envelope key and item field names are unverified
+RATE_RESET_HEADER = "x-ratelimit-retry-after"  # catalogued name; a unix timestamp per one client
+EPOCH_THRESHOLD = 1_000_000_000  # smaller X-RateLimit-Retry-After values are read as seconds
+# -----------------------------------------------------------------------------------------------
+
+DETAIL_CHUNK = 25  # apartments per yielded page while fetching details
+
+
+def canonical_query(query: str) -> str:
+    """Query pairs exactly as sent, sorted by key (stable, so repeated keys keep their order)."""
+    pairs = [p for p in query.split("&") if p]
+    return "&".join(sorted(pairs, key=lambda p: p.partition("=")[0]))
+
+
+def sign(
+    secret: str,
+    api_key: str,
+    *,
+    method: str,
+    path: str,
+    query: str,
+    body: bytes,
+    timestamp: str,
+    nonce: str,
+) -> str:
+    """base64(HMAC-SHA256(secret, 7-line canonical string)); the body hash is hex (documented)."""
+    canonical = "\n".join(
+        (
+            method.upper(),
+            path,
+            canonical_query(query),
+            timestamp,
+            nonce,
+            hashlib.sha256(body).hexdigest(),
+            api_key,
+        )
+    )
+    digest = hmac.new(secret.encode(), canonical.encode(), hashlib.sha256).digest()
+    return base64.b64encode(digest).decode()
+
+
+def _uuid_nonce() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass
+class HmacAuth:
+    """Smoobu's signed requests. ``HttpClient`` calls ``apply`` on every attempt, so each retry
+    is signed again with a fresh nonce and timestamp (a replayed nonce is rejected with 401)."""
+
+    api_key: str
+    secret: str
+    new_nonce: Callable[[], str] = field(default_factory=lambda: _uuid_nonce)
+
+    def __post_init__(self) -> None:
+        register_secret(self.api_key)
+        register_secret(self.secret)
+
+    async def apply(self, request: httpx.Request, http: HttpClient) -> None:
+        timestamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(http.clock.time()))
+        nonce = self.new_nonce()
+        # Sign the path and query in their on-the-wire (percent-encoded) form.
+        path, _, query = request.url.raw_path.decode("ascii").partition("?")
+        request.headers.update(
+            {
+                "X-API-Key": self.api_key,
+                "X-Timestamp": timestamp,
+                "X-Nonce": nonce,
+                "X-Signature": sign(
+                    self.secret,
+                    self.api_key,
+                    method=request.method,
+                    path=path,
+                    query=query,
+                    body=request.content,
+                    timestamp=timestamp,
+                    nonce=nonce,
+                ),
+            }
+        )
+
+    def is_auth_failure(self, response: httpx.Response) -> bool:
+        return response.status_code == 401
+
+    async def renew(self, http: HttpClient) -> bool:
+        return False  # static credentials: nothing to refresh
+
+
+def smoobu_retry_after(headers: Mapping[str, str], now: float) -> float | None:
+    """``Retry-After`` (seconds) if sent, else ``X-RateLimit-Retry-After`` (unix reset time)."""
+    standard = parse_retry_after(headers, now)
+    if standard is not None:
+        return standard
+    value = number(headers.get(RATE_RESET_HEADER))
+    if value is None:
+        return None
+    return max(0.0, value - now if value > EPOCH_THRESHOLD else value)
+
+
+def _garbage(message: str) -> ProviderError:
+    return ProviderError(
+        f"Smoobu {message}",
+        hint="The API changed shape or returned an error page; report it if it persists.",
+        code="provider_garbage",
+        provider="smoobu",
+    )
+
+
+def paged(key: str) -> Extractor:
+    """``{page, page_count, total_items, <key>: [...]}``; last page when ``page >= page_count``."""
+
+    def extract(body: Any) -> PageBody:
+        items = body.get(key) if isinstance(body, dict) else None
+        if not isinstance(items, list):
+            raise _garbage(f"list response without a {key!r} list")
+        page, count = integer(body.get("page")), integer(body.get("page_count"))
+        more = None if page is None or count is None else page < count
+        return PageBody([r for r in items if isinstance(r, dict)], None, more)
+
+    return extract
+
+
+def apartments(body: Any) -> PageBody:
+    items = body.get("apartments") if isinstance(body, dict) else None
+    if not isinstance(items, list):
+        raise _garbage("apartment list without an 'apartments' list")
+    return PageBody([r for r in items if isinstance(r, dict)], len(items), False)
+
+
+@dataclass(frozen=True)
+class SinglePage:
+    """/api/apartments is not paginated: one request, no paging parameters."""
+
+    async def pages(
+        self, http: HttpClient, path: str, params: Mapping[str, Any], extract: Extractor
+    ) -> AsyncIterator[list[Raw]]:
+        body = extract(await http.get_json(path, params))
+        if body.records:
+            yield body.records
+
+
+def since_params(since: datetime) -> dict[str, str]:
+    # A bare date avoids the unverified "YYYY-MM-DD HH:mm" form and any query encoding question.
+    return {"modifiedFrom": (since - MODIFIED_OVERLAP).date().isoformat()}
+
+
+def _id(raw: Raw) -> str:
+    value = raw.get("id")
+    if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).strip():
+        raise ValueError(f"Smoobu record without a usable id: {value!r}")
+    return str(value).strip()
+
+
+def _obj(value: object) -> dict[str, Any]:
+    # Smoobu sometimes sends [] where an object is expected.
+    return value if isinstance(value, dict) else {}
+
+
+def _first(value: object) -> str | None:
+    if isinstance(value, list):
+        return next((t for t in map(text, value) if t), None)
+    return text(value)
+
+
+def _ascii(code: str | None) -> str | None:
+    # The shared normalisers accept non-ASCII letters ("AÀ") that the models' patterns reject.
+    return code if code is not None and code.isascii() else None
+
+
+def _country(value: object) -> str | None:
+    return _ascii(country_code(value))
+
+
+def _currency(value: object) -> str | None:
+    return _ascii(currency_code(value))
+
+
+def _full_name(*parts: str | None) -> str | None:
+    return " ".join(p for p in parts if p) or None
+
+
+def to_property(raw: Raw) -> Sequence[AnyRecord]:
+    location, rooms = _obj(raw.get("location")), _obj(raw.get("rooms"))
+    return [
+        Property(
+            external_id=_id(raw),
+            raw=raw,
+            name=text(raw.get("name")),
+            address=text(location.get("street")),
+            city=text(location.get("city")),
+            country=_country(location.get("country")),  # usually a name ("Germany") → None
+            latitude=number(location.get("latitude")),
+            longitude=number(location.get("longitude")),
+            timezone=text(raw.get("timeZone")),
+            max_guests=integer(rooms.get("maxOccupancy")),
+            bedrooms=integer(rooms.get("bedrooms")),
+            bathrooms=number(rooms.get("bathrooms")),
+            currency=_currency(raw.get("currency")),
+        )
+    ]
+
+
+def booking_status(raw: Raw) -> BookingStatus:
+    if raw.get("type") == "cancellation":
+        return BookingStatus.CANCELLED
+    if raw.get("is-blocked-booking") in (True, 1, "1", "true"):
+        return BookingStatus.BLOCKED
+    # "reservation", "modification of booking" and any later type occupy the calendar.
+    return BookingStatus.CONFIRMED
+
+
+def to_booking(raw: Raw) -> Sequence[AnyRecord]:
+    status = booking_status(raw)
+    first, last = text(raw.get("firstname")), text(raw.get("lastname"))
+    guest_id = integer(raw.get("guestId")) if status is not BookingStatus.BLOCKED else None
+    return [
+        Booking(
+            external_id=_id(raw),
+            raw=raw,
+            property_external_id=text(_obj(raw.get("apartment")).get("id")),
+            guest_external_id=str(guest_id) if guest_id else None,
+            status=status,
+            check_in=iso_date(raw.get("arrival")),
+            check_out=iso_date(raw.get("departure")),
+            adults=integer(raw.get("adults")),
+            children=integer(raw.get("children")),
+            channel=text(_obj(raw.get("channel")).get("name")),
+            confirmation_code=text(raw.get("reference-id")),
+            total_price=money(raw.get("price")),
+            currency=_currency(raw.get("currency")),  # usually absent: it is per apartment
+            guest_name=text(raw.get("guest-name")) or _full_name(first, last),
+            guest_email=text(raw.get("email")),
+            guest_phone=text(raw.get("phone")),
+            created_at=utc_datetime(raw.get("created-at")),
+            updated_at=utc_datetime(raw.get("modifiedAt")),
+        )
+    ]
+
+
+def to_guest(raw: Raw) -> Sequence[AnyRecord]:
+    # Field names are unverified: accept the booking spellings (firstname, email, phone) too.
+    first = text(raw.get("firstName")) or text(raw.get("firstname"))
+    last = text(raw.get("lastName")) or text(raw.get("lastname"))
+    return [
+        Guest(
+            external_id=_id(raw),
+            raw=raw,
+            name=_full_name(first, last) or text(raw.get("companyName")),
+            first_name=first,
+            last_name=last,
+            email=_first(raw.get("emails")) or text(raw.get("email")),
+            phone=_first(raw.get("telephoneNumbers")) or text(raw.get("phone")),
+            language=text(raw.get("language")),
+            country=_country(_obj(raw.get("address")).get("country")),
+        )
+    ]
+
+
+class Smoobu(Provider):
+    name = "smoobu"
+    title = "Smoobu"
+    default_base_url = "https://login.smoobu.com/api"
+    auth_kind = "API key; HMAC-SHA256 signed requests when the secret is given, else Api-Key"
+    credential_fields = (
+        CredentialField("api_key", "API key", "SMOOBU_API_KEY"),
+        CredentialField(
+            "api_secret",
+            "API secret",
+            "SMOOBU_API_SECRET",
+            required=False,
+            help="shown once when the key is created; without it the legacy Api-Key header is "
+            "sent, which Smoobu sunsets in 2026",
+        ),
+    )
+    rate_limits = (Window(1000, 60.0),)
+    retry_after: ClassVar[Callable[[Mapping[str, str], float], float | None]] = staticmethod(
+        smoobu_retry_after
+    )
+    keys_help = "Settings → Advanced → API Keys (Create New: the key plus a one-time secret)"
+    auth_hint = (
+        "Check the API key (and secret) in Smoobu → Settings → Advanced → API Keys, then run "
+        "`pms connect smoobu` again (or fix SMOOBU_API_KEY / SMOOBU_API_SECRET). Signed requests "
+        "are also rejected when this machine's clock is off by minutes."
+    )
+    resources = (
+        # One list call, then GET /apartments/{id} per apartment: the list has only id + name.
+        Resource(
+            name="properties",
+            kind="property",
+            path="apartments",
+            paginator=SinglePage(),
+            extract=apartments,
+            mapper=to_property,
+        ),
+        Resource(
+            name="bookings",
+            kind="booking",
+            path="reservations",
+            paginator=PageNumberPaginator(size=PAGE_SIZE, size_param="pageSize"),
+            extract=paged("bookings"),
+            mapper=to_booking,
+            # Cancellations are hidden by default; blocks are shown, but say so explicitly.
+            params={"showCancellation": "true", "excludeBlocked": "false"},
+            since=since_params,
+        ),
+        Resource(
+            name="guests",
+            kind="guest",
+            path="guests",
+            paginator=PageNumberPaginator(size=PAGE_SIZE, size_param="pageSize"),
+            extract=paged(GUESTS_KEY),
+            mapper=to_guest,
+        ),
+    )
+
+    @classmethod
+    def build_auth(cls, ctx: ProviderContext) -> Auth:
+        key = ctx.credentials["api_key"].get_secret_value()
+        secret = ctx.credentials.get("api_secret")
+        if secret is not None and secret.get_secret_value():
+            return HmacAuth(key, secret.get_secret_value())
+        return HeaderAuth({"Api-Key": key})
+
+    async def pages(self, resource: Resource, since: datetime | None) -> AsyncIterator[list[Raw]]:
+        """Apartment details need one extra request each (N+1): the list gives id + name only."""
+        async for page in super().pages(resource, since):
+            if resource.kind != "property":
+                yield page
+                continue
+            for start in range(0, len(page), DETAIL_CHUNK):
+                yield [await self._apartment(item) for item in page[start : start + DETAIL_CHUNK]]
+
+    async def _apartment(self, item: Raw) -> Raw:
+        if not isinstance(item.get("id"), int | str):
+            return item  # the mapper skips it
+        try:
+            detail = await self.http.get_json(f"apartments/{item['id']}")
+        except ProviderError as exc:
+            if exc.code != "not_found":
+                raise
+            return item  # deleted between the list and the detail call: keep what we know
+        # The detail is not guaranteed to repeat id / name: the list's values win.
+        return {**_obj(detail), **item}
+
+    async def check(self) -> AccountInfo:
+        me = _obj(await self.http.get_json("me"))
+        user = text(me.get("id"))
+        if user is None:
+            raise _garbage("/api/me answered without a user id")
+        name = _full_name(text(me.get("firstName")), text(me.get("lastName")))
+        label = name or text(me.get("email")) or "account"
+        return AccountInfo(account_ref=user, display_name=f"Smoobu {label} (user {user})")
+
+
+PROVIDER = Smoobu
