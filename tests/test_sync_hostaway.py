@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from pms_cli.providers.hostaway import PAGE_SIZE
 from tests.conftest import SharedClock
@@ -146,3 +149,40 @@ def test_a_second_sync_while_the_first_holds_the_lock_is_refused(
     result = h.sync()
     assert result.status == "locked"
     assert result.error is not None and result.error["exit_code"] == 5
+
+
+def test_a_bad_record_is_skipped_reported_and_keeps_the_cursor(
+    tmp_path: Path, clock: SharedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pms_cli.providers import hostaway
+
+    h = Harness("hostaway", tmp_path, clock, listings=2, reservations=30)
+    bad = sorted(h.state.reservations)[7]
+    real_booking = hostaway.Booking
+
+    def picky_booking(**fields: Any) -> Any:
+        if fields["external_id"] == str(bad):
+            raise ValueError("schema drift")
+        return real_booking(**fields)
+
+    monkeypatch.setattr(hostaway, "Booking", picky_booking)
+    result = h.sync()
+    bookings = result.resources["bookings"]
+    assert result.status == "partial"
+    assert bookings.skipped == 1 and bookings.skipped_ids == [str(bad)]
+    assert h.store.counts(h.conn.id)["booking"] == 29
+    assert "bookings" not in h.store.cursors(h.conn.id)  # refetched next run
+    assert h.store.cursors(h.conn.id)["properties"]
+    assert h.store.list_runs(h.conn.id)[0].status == "partial"
+
+
+def test_base_url_comes_from_the_connection_then_env_then_config(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pms_cli.providers.hostaway import Hostaway
+
+    assert Hostaway.resolve_base_url(None, None) == "https://api.hostaway.com/v1"
+    assert Hostaway.resolve_base_url(None, "http://config/v1") == "http://config/v1"
+    monkeypatch.setenv("PMS_HOSTAWAY_BASE_URL", "http://env/v1")
+    assert Hostaway.resolve_base_url(None, "http://config/v1") == "http://env/v1"
+    assert Hostaway.resolve_base_url("http://conn/v1", "http://config/v1") == "http://conn/v1"

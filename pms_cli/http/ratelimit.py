@@ -10,11 +10,10 @@ Credit budgets (Beds24) are paced from the provider's own response headers via `
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pms_cli.http.clock import Clock
 
@@ -74,12 +73,6 @@ class CreditBudget:
         return 0.0 if self.remaining > self.reserve else self.resets_at - now
 
 
-@dataclass
-class LimiterStats:
-    waits: int = 0
-    waited_seconds: float = 0.0
-
-
 HeaderReader = Callable[[Mapping[str, str]], tuple[float, float] | None]
 
 
@@ -95,7 +88,6 @@ class RateLimiter:
     windows: Sequence[SlidingWindow] = ()
     credits: CreditBudget | None = None
     read_credits: HeaderReader | None = None
-    stats: LimiterStats = field(default_factory=LimiterStats)
 
     async def acquire(self) -> float:
         """Block until a request may be sent; returns the seconds waited."""
@@ -108,9 +100,6 @@ class RateLimiter:
             if wait <= 0:
                 for w in self.windows:
                     w.record(now)
-                if waited:
-                    self.stats.waits += 1
-                    self.stats.waited_seconds += waited
                 return waited
             # Round up to the millisecond so float error cannot make us spin.
             wait = math.ceil(wait * 1000) / 1000
@@ -134,7 +123,6 @@ class LimiterRegistry:
     def __init__(self) -> None:
         self._windows: dict[tuple[str, Window], SlidingWindow] = {}
         self._credits: dict[str, CreditBudget] = {}
-        self._lock = asyncio.Lock()
 
     def window(self, key: str, window: Window) -> SlidingWindow:
         return self._windows.setdefault((key, window), SlidingWindow(window))
