@@ -34,14 +34,23 @@ def real_socket(reservations: int) -> dict[str, float]:
     from pms_cli.sync.session import Runtime
 
     listings = 50
-    app, [mounted] = build(SandboxOptions(listings=listings, reservations=reservations), ["hostaway"])
+    app, [mounted] = build(
+        SandboxOptions(listings=listings, reservations=reservations), ["hostaway"]
+    )
     with tempfile.TemporaryDirectory() as tmp, running(app) as server:
         store = SqliteStore(Path(tmp) / "bench.sqlite3")
         conn = Connection(
-            id="bench", organization_id="bench", provider="hostaway", display_name="bench",
-            status="active", account_ref=mounted.credentials["account_id"], secret_location="env",
-            settings={"public": {"account_id": mounted.credentials["account_id"]},
-                      "base_url": server.base_url(mounted)},
+            id="bench",
+            organization_id="bench",
+            provider="hostaway",
+            display_name="bench",
+            status="active",
+            account_ref=mounted.credentials["account_id"],
+            secret_location="env",
+            settings={
+                "public": {"account_id": mounted.credentials["account_id"]},
+                "base_url": server.base_url(mounted),
+            },
         )
         store.add_connection(conn)
         env = {"HOSTAWAY_CLIENT_SECRET": mounted.credentials["client_secret"]}
@@ -52,31 +61,39 @@ def real_socket(reservations: int) -> dict[str, float]:
         optimum = 1 + math.ceil(listings / PAGE_SIZE) + math.ceil(reservations / PAGE_SIZE)
         floor = (math.ceil(optimum / 15) - 1) * 10.0 + 1.0  # windows + the 1 s token activation
         return {
-            "records": reservations, "requests": result.requests, "optimum": optimum,
-            "wall_s": wall, "floor_s": floor, "429s": mounted.state.stats.rate_limited,
+            "records": reservations,
+            "requests": result.requests,
+            "optimum": optimum,
+            "wall_s": wall,
+            "floor_s": floor,
+            "429s": mounted.state.stats.rate_limited,
             "rows": store.counts("bench")["booking"],
         }
 
 
 def simulated(reservations: int) -> dict[str, float]:
+    from pms_cli.providers import hostaway
     from tests.conftest import SharedClock
     from tests.helpers import Harness
-
-    from pms_cli.providers import hostaway
 
     hostaway.TOKEN_ACTIVATION_DELAY = 0.0
     clock = SharedClock()
     with tempfile.TemporaryDirectory() as tmp:
-        h = Harness("hostaway", Path(tmp), clock, relaxed=False, listings=50, reservations=reservations)
+        h = Harness(
+            "hostaway", Path(tmp), clock, relaxed=False, listings=50, reservations=reservations
+        )
         h.state.config.token_activation_delay = 0.0
         start = clock.time()
         result = h.sync()
         elapsed = clock.time() - start
         floor = (math.ceil(result.requests / 15) - 1) * 10.0
         return {
-            "records": reservations, "requests": result.requests,
+            "records": reservations,
+            "requests": result.requests,
             "optimum": 1 + 1 + math.ceil(reservations / hostaway.PAGE_SIZE),
-            "wall_s": elapsed, "floor_s": floor, "429s": h.state.stats.rate_limited,
+            "wall_s": elapsed,
+            "floor_s": floor,
+            "429s": h.state.stats.rate_limited,
             "rows": h.store.counts(h.conn.id)["booking"],
         }
 
@@ -90,11 +107,17 @@ def main() -> None:
     rows = [("real socket", real_socket(args.reservations))]
     rss_after_real = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rows.append(("simulated clock", simulated(args.simulated)))
-    print(f"{'run':<16} {'records':>8} {'requests':>8} {'optimum':>8} {'wall s':>8} {'floor s':>8} {'429s':>5} {'rows':>7}")
+    columns = ("records", "requests", "optimum", "wall_s", "floor_s", "429s", "rows")
+    print(f"{'run':<16}" + "".join(f"{c:>9}" for c in columns))
     for name, r in rows:
-        print(f"{name:<16} {r['records']:>8} {r['requests']:>8} {r['optimum']:>8} {r['wall_s']:>8.2f} {r['floor_s']:>8.2f} {r['429s']:>5} {r['rows']:>7}")
-    print(f"peak RSS after the real-socket run: {rss_after_real:.0f} MiB "
-          f"(process incl. sandbox and its generated data)")
+        cells = "".join(
+            f"{r[c]:>9.2f}" if isinstance(r[c], float) else f"{r[c]:>9}" for c in columns
+        )
+        print(f"{name:<16}{cells}")
+    print(
+        f"peak RSS after the real-socket run: {rss_after_real:.0f} MiB "
+        f"(process incl. sandbox and its generated data)"
+    )
 
 
 if __name__ == "__main__":

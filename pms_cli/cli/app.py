@@ -10,6 +10,7 @@ import typer
 
 from pms_cli.cli import (
     connect_cmd,
+    db_cmd,
     demo_cmd,
     map_cmd,
     providers_cmd,
@@ -36,6 +37,7 @@ status_cmd.register(app)
 map_cmd.register(app)
 demo_cmd.register(app)
 app.add_typer(sandbox_cmd.sandbox_app, name="sandbox")
+app.add_typer(db_cmd.db_app, name="db")
 
 
 @app.callback()
@@ -54,7 +56,12 @@ def main(argv: list[str] | None = None) -> None:
     from pms_cli.errors import EXIT_CONFIG, EXIT_FAILED, PmsError
 
     try:
-        rv = app(args=argv, standalone_mode=False, prog_name="pms")
+        try:
+            rv = app(args=argv, standalone_mode=False, prog_name="pms")
+        finally:
+            from pms_cli.cli.common import close_stores
+
+            close_stores()
     except PmsError as exc:
         from pms_cli.cli.output import print_error
 

@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from pms_cli.config import Settings, load_settings
 from pms_cli.errors import ConfigError
 from pms_cli.stores import Store, open_store
 from pms_cli.stores.base import Connection
 
+_opened: list[Store] = []
+
 
 def settings_and_store() -> tuple[Settings, Store]:
+    """Settings and the configured store; `main()` closes the store when the command ends."""
     settings = load_settings()
-    return settings, open_store(settings)
+    store = open_store(settings)
+    _opened.append(store)
+    return settings, store
+
+
+def close_stores() -> None:
+    while _opened:
+        store = _opened.pop()
+        with contextlib.suppress(Exception):  # closing twice or a dead server: nothing to save
+            store.close()
 
 
 def find_connection(store: Store, ref: str, *, allow_disconnected: bool = False) -> Connection:

@@ -217,6 +217,5 @@ def register(app: typer.Typer) -> None:
                             hint=str(r.error.get("hint", "")),
                         )
                     )
-        store.close()
         if code:
             raise typer.Exit(code)

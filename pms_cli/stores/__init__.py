@@ -10,12 +10,18 @@ __all__ = ["Connection", "Store", "SyncRun", "open_store"]
 
 
 def open_store(settings: Settings) -> Store:
-    if settings.supabase_url or settings.supabase_service_key or settings.database_url:
+    """Supabase when configured (not yet available), else Postgres, else SQLite."""
+    if settings.supabase_url or settings.supabase_service_key:
         raise ConfigError(
-            "Supabase and Postgres stores are not available in this version",
-            hint="Unset PMS_SUPABASE_URL / PMS_DATABASE_URL to use the local SQLite store.",
+            "the Supabase store is not available in this version",
+            hint="Use the Supabase database's Postgres URL as PMS_DATABASE_URL (Settings → "
+            "Database → Connection string) after `pms db migrate`, or unset PMS_SUPABASE_URL.",
             code="store_unsupported",
         )
+    if settings.database_url is not None:
+        from pms_cli.stores.postgres import PostgresStore
+
+        return PostgresStore(settings.database_url.get_secret_value())
     from pms_cli.stores.sqlite import SqliteStore
 
     return SqliteStore(settings.resolved_sqlite_path)

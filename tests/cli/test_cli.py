@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pms_cli.sandbox.hostaway import SANDBOX_CLIENT_SECRET
-from tests.cli.conftest import LiveSandbox
-from tests.conftest import MemoryKeyring
+from tests.conftest import LiveSandbox, MemoryKeyring
 
 
 def connect(pms: Any, live: LiveSandbox, *extra: str) -> str:

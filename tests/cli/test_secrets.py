@@ -16,8 +16,7 @@ from starlette.routing import Route
 from pms_cli.redact import redact_headers, redact_text, redact_url, register_secret
 from pms_cli.sandbox.hostaway import SANDBOX_CLIENT_SECRET
 from pms_cli.sandbox.server import SandboxServer
-from tests.cli.conftest import LiveSandbox
-from tests.conftest import MemoryKeyring
+from tests.conftest import LiveSandbox, MemoryKeyring
 
 LEAKY_SECRET = "f00dfeedcafe" * 5 + "beef"
 
