@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,6 +18,7 @@ from typing import Any
 from pms_cli.errors import ConfigError, LockedError, PmsError
 from pms_cli.models import AnyRecord, Kind
 from pms_cli.providers import get_provider
+from pms_cli.http.paginate import Raw
 from pms_cli.providers.base import Provider, Resource
 from pms_cli.redact import redact_text
 from pms_cli.stores.base import Connection, Store, SyncRun
@@ -127,6 +128,23 @@ def select_resources(provider: type[Provider], wanted: Sequence[str] | None) -> 
     return chosen
 
 
+def map_records(
+    resource: Resource, raws: Iterable[Raw]
+) -> tuple[dict[Kind, list[AnyRecord]], list[str]]:
+    """Map raw provider records by kind; a record whose mapper raises is skipped, id reported."""
+    mapped: dict[Kind, list[AnyRecord]] = {}
+    skipped: list[str] = []
+    for raw in raws:
+        try:
+            records = resource.mapper(raw)
+        except Exception:
+            skipped.append(str(raw.get("id") or raw.get("_id") or "?"))
+            continue
+        for record in records:
+            mapped.setdefault(record.kind, []).append(record)
+    return mapped, skipped
+
+
 class SyncEngine:
     """Runs syncs against a store; ``on_event`` receives progress for live displays."""
 
@@ -151,6 +169,23 @@ class SyncEngine:
 
     async def _store(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.to_thread(fn, *args)
+
+    async def write_raw(
+        self, conn: Connection, resource_name: str, raws: Sequence[Raw]
+    ) -> tuple[dict[str, int], list[str]]:
+        """Map and upsert records fetched outside a sync run (e.g. a webhook's refetch).
+
+        The same mapper and store write as ``pms sync``; cursors are not touched. Returns rows
+        written per kind and the ids of records that could not be mapped.
+        """
+        resource = get_provider(conn.provider).resource(resource_name)
+        mapped, skipped = map_records(resource, raws)
+        written: dict[str, int] = {}
+        for kind, records in mapped.items():
+            written[kind] = await self._store(
+                self.store.upsert_records, conn, kind, records, self._now()
+            )
+        return written, skipped
 
     async def sync_many(
         self, connections: Sequence[Connection], options: SyncOptions, concurrency: int = 4
@@ -332,15 +367,11 @@ class SyncEngine:
             async for page in adapter.pages(resource, since):
                 rr.pages += 1
                 rr.fetched += len(page)
-                for raw in page:
-                    try:
-                        mapped = resource.mapper(raw)
-                    except Exception:
-                        rr.skipped += 1
-                        rr.skipped_ids.append(str(raw.get("id") or raw.get("_id") or "?"))
-                        continue
-                    for record in mapped:
-                        buffers.setdefault(record.kind, []).append(record)
+                mapped, skipped_ids = map_records(resource, page)
+                rr.skipped += len(skipped_ids)
+                rr.skipped_ids.extend(skipped_ids)
+                for kind, records in mapped.items():
+                    buffers.setdefault(kind, []).extend(records)
                 for kind, rows in list(buffers.items()):
                     if len(rows) >= batch_size:
                         await flush(kind)
