@@ -16,9 +16,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pms_cli.errors import ConfigError, LockedError, PmsError
+from pms_cli.http.paginate import Raw
 from pms_cli.models import AnyRecord, Kind
 from pms_cli.providers import get_provider
-from pms_cli.http.paginate import Raw
 from pms_cli.providers.base import Provider, Resource
 from pms_cli.redact import redact_text
 from pms_cli.stores.base import Connection, Store, SyncRun
