@@ -158,7 +158,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Mark a connection disconnected and delete its stored secrets.
 
-        Example: `pms disconnect 3f2a --purge`
+        Example:
+
+        \b
+          pms disconnect 3f2a --purge
         """
         from pms_cli import connections
         from pms_cli.cli.common import find_connection, settings_and_store

@@ -18,7 +18,10 @@ def sql(
     """Print the full migration SQL (tables, indexes, row-level security, policies).
 
     Paste it into the Supabase SQL editor or save it as a file in `supabase/migrations/`.
-    Example: `pms db sql > supabase/migrations/20260101000000_pms.sql`
+    Example:
+
+    \b
+      pms db sql > supabase/migrations/20260101000000_pms.sql
     """
     import sys
 
@@ -34,7 +37,10 @@ def migrate(
     """Apply the migration to PMS_DATABASE_URL; idempotent and versioned (safe to rerun).
 
     Without PMS_DATABASE_URL the local SQLite file is used, whose schema is created on open.
-    Example: `PMS_DATABASE_URL=postgresql://pms@localhost/pms pms db migrate`
+    Example:
+
+    \b
+      PMS_DATABASE_URL=postgresql://pms@localhost/pms pms db migrate
     """
     from pms_cli.cli.output import out, print_json
     from pms_cli.config import load_settings

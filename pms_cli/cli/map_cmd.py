@@ -16,7 +16,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Link a synced property to your own property id (`pms_property_mappings`).
 
-        Examples: `pms map --connection 3f2a 40160 prop_123`  ·  `pms map --list`
+        Examples:
+
+        \b
+          pms map --connection 3f2a 40160 prop_123
+          pms map --list
         """
         from rich.table import Table
 

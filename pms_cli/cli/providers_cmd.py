@@ -14,7 +14,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """List supported providers: auth, credentials asked for, rate limits, where to find keys.
 
-        Example: `pms providers --json`
+        Example:
+
+        \b
+          pms providers --json
         """
         from rich.table import Table
 

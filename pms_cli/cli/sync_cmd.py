@@ -29,8 +29,48 @@ def _parse_since(value: str | None) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+COLLAPSE_ABOVE = 12  # connections; beyond this the live view shows one line per status
+
+
+def collapsed_table(results: list[SyncResult], title: str) -> Table:
+    """Many connections: totals per status, then only the connections that need attention."""
+    from rich.table import Table
+
+    table = Table(title=f"{title} ({len(results)} connections)")
+    for col in ("status", "connections", "records", "requests", "429s", "waits"):
+        table.add_column(col, justify="left" if col == "status" else "right")
+    by_status: dict[str, list[SyncResult]] = {}
+    for r in results:
+        by_status.setdefault(r.status, []).append(r)
+    for status, group in sorted(by_status.items()):
+        records = sum(rr.fetched for r in group for rr in r.resources.values())
+        table.add_row(
+            _status(status),
+            str(len(group)),
+            str(records),
+            str(sum(r.requests for r in group)),
+            str(sum(r.rate_limited for r in group)),
+            str(sum(r.rate_limit_waits for r in group)),
+        )
+    for r in results:
+        if r.status in ("failed", "partial", "locked", "interrupted"):
+            message = (r.error or {}).get("message", "")
+            table.add_row(
+                f"  {r.provider} {r.connection_id[:8]}",
+                _status(r.status),
+                "",
+                "",
+                "",
+                str(message)[:60],
+            )
+    return table
+
+
 def results_table(results: list[SyncResult], title: str = "Sync summary") -> Table:
     from rich.table import Table
+
+    if len(results) > COLLAPSE_ABOVE:
+        return collapsed_table(results, title)
 
     table = Table(title=title)
     for col in (
@@ -141,7 +181,11 @@ def register(app: typer.Typer) -> None:
         Incremental by default (each provider's modified-since filter, re-reading a lag window).
         Exit codes: 0 ok, 1 failed, 2 config, 3 auth rejected, 4 partial, 5 already running.
 
-        Examples: `pms sync --connection 3f2a`  ·  `pms sync --all --json --trigger cron`
+        Examples:
+
+        \b
+          pms sync --connection 3f2a
+          pms sync --all --json --trigger cron
         """
         import asyncio
 

@@ -217,3 +217,32 @@ def test_unknown_config_key_is_rejected(pms: Any, tmp_path: Any) -> None:
 def test_unknown_provider_lists_the_known_ones(pms: Any) -> None:
     result = pms("connect", "airbnb")
     assert result.code == 2 and "hostaway" in result.stderr
+
+
+def test_many_connections_collapse_into_one_line_per_status() -> None:
+    from rich.console import Console
+
+    from pms_cli.cli.sync_cmd import COLLAPSE_ABOVE, results_table
+    from pms_cli.sync.engine import ResourceResult, SyncResult
+
+    results = []
+    for i in range(COLLAPSE_ABOVE + 30):
+        r = SyncResult(f"conn-{i:04d}", "hostaway", f"run-{i}", status="succeeded", requests=3)
+        r.resources["bookings"] = ResourceResult("bookings", fetched=10)
+        results.append(r)
+    results[5].status = "failed"
+    results[5].error = {"message": "hostaway rejected the credentials"}
+    console = Console(width=120, record=True)
+    console.print(results_table(results))
+    text = console.export_text()
+    assert "42 connections" in text
+    assert text.count("conn-") == 1  # only the failing connection is listed by name
+    assert "hostaway conn-000" in text
+    assert "rejected the credentials" in text
+    assert "410" in text  # 41 succeeded × 10 records
+
+
+def test_help_is_plain_and_shows_examples(pms: Any) -> None:
+    result = pms("sync", "--help")
+    assert result.code == 0
+    assert "pms sync --all --json --trigger cron" in result.stdout
