@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import sys
 
-import click
 import typer
 
 from pms_cli.cli import (
@@ -17,6 +16,8 @@ from pms_cli.cli import (
     sandbox_cmd,
     status_cmd,
     sync_cmd,
+    webhook_cmd,
+    worker_cmd,
 )
 
 app = typer.Typer(
@@ -36,11 +37,13 @@ sync_cmd.register(app)
 status_cmd.register(app)
 map_cmd.register(app)
 demo_cmd.register(app)
+worker_cmd.register(app)
 app.add_typer(sandbox_cmd.sandbox_app, name="sandbox")
 app.add_typer(db_cmd.db_app, name="db")
+app.add_typer(webhook_cmd.webhook_app, name="webhook")
 
 
-@app.callback()
+@app.callback(invoke_without_command=True)
 def _root(
     version: bool = typer.Option(False, "--version", help="Print the version and exit."),
 ) -> None:
@@ -52,12 +55,16 @@ def _root(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: user errors become `Error:` + `Hint:` on stderr and a documented exit code."""
-    from pms_cli.errors import EXIT_CONFIG, EXIT_FAILED, PmsError
+    """Entry point: user errors become `Error:` + `Hint:` on stderr and a documented exit code.
+
+    Typer runs in standalone mode, so usage errors (unknown option, missing argument) are
+    printed by it and exit 2; our own errors propagate here as ``PmsError``.
+    """
+    from pms_cli.errors import EXIT_FAILED, PmsError
 
     try:
         try:
-            rv = app(args=argv, standalone_mode=False, prog_name="pms")
+            app(args=argv, prog_name="pms")
         finally:
             common = sys.modules.get("pms_cli.cli.common")  # only loaded if a store was opened
             if common is not None:
@@ -67,14 +74,6 @@ def main(argv: list[str] | None = None) -> None:
 
         print_error(exc)
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        sys.stderr.write("Aborted.\n")
-        sys.exit(130)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(EXIT_CONFIG)
     except KeyboardInterrupt:
         sys.stderr.write("Interrupted.\n")
         sys.exit(130)
@@ -88,4 +87,3 @@ def main(argv: list[str] | None = None) -> None:
             "Hint: this is a bug in pms; rerun with PMS_DEBUG=1 for a traceback and report it.\n"
         )
         sys.exit(EXIT_FAILED)
-    sys.exit(rv if isinstance(rv, int) else 0)

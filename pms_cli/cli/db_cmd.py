@@ -46,6 +46,15 @@ def migrate(
     from pms_cli.config import load_settings
 
     settings = load_settings()
+    if settings.database_url is None and settings.supabase_url:
+        from pms_cli.errors import ConfigError
+
+        raise ConfigError(
+            "`pms db migrate` needs a Postgres connection; PostgREST cannot create tables",
+            hint="Set PMS_DATABASE_URL to the Supabase project's connection string (Settings → "
+            "Database) and rerun, or paste `pms db sql` into the Supabase SQL editor.",
+            code="config_invalid",
+        )
     if settings.database_url is None:
         from pms_cli.stores.schema import SCHEMA_VERSION
         from pms_cli.stores.sqlite import SqliteStore

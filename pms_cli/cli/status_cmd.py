@@ -67,6 +67,7 @@ def register(app: typer.Typer) -> None:
                     "cursors": store.cursors(c.id),
                     "unmapped_properties": len(unmapped),
                     "locked": store.lock_holder(c.id) is not None,
+                    "webhooks": store.inbox_counts(c.id),
                 }
             )
         if as_json:
@@ -94,6 +95,11 @@ def register(app: typer.Typer) -> None:
                 health = f"{r['last_run']['status']}: {r['last_run']['error_message'] or ''}"
                 if r["last_run"]["error_hint"]:
                     health += f"\nHint: {r['last_run']['error_hint']}"
+            hooks = r["webhooks"]
+            stuck = {k: hooks[k] for k in ("retry", "failed", "invalid") if hooks.get(k)}
+            if stuck:
+                health += "\nwebhooks: " + ", ".join(f"{n} {k}" for k, n in stuck.items())
+                health += "\nHint: see `pms logs --webhooks`"
             if r["credentials"] == "missing":
                 health = "credentials missing: run `pms connect` again or set the env vars"
             table.add_row(
@@ -123,11 +129,20 @@ def register(app: typer.Typer) -> None:
         ),
         limit: int = typer.Option(20, "--limit", "-n", min=1, help="How many runs (newest first)."),
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+        webhooks: bool = typer.Option(
+            False,
+            "--webhooks",
+            help="The webhook inbox instead: received events, status, attempts, errors "
+            "(--failed: only retrying, failed and invalid ones).",
+        ),
     ) -> None:
         """The sync log, newest first, with error codes and hints.
 
-        Example: `pms logs --failed --limit 5`
+        Example: `pms logs --failed --limit 5`, `pms logs --webhooks --failed`
         """
+        if webhooks:
+            _webhook_logs(connection, failed, limit, as_json)
+            return
         from rich.table import Table
 
         from pms_cli.cli.common import find_connection, settings_and_store
@@ -164,3 +179,47 @@ def register(app: typer.Typer) -> None:
                 error,
             )
         out.print(table)
+
+
+def _webhook_logs(connection: str | None, failed: bool, limit: int, as_json: bool) -> None:
+    """`pms logs --webhooks`: the inbox, newest first (payloads only with --json)."""
+    from rich.table import Table
+
+    from pms_cli.cli.common import find_connection, settings_and_store
+    from pms_cli.cli.output import out, print_json, when
+
+    _, store = settings_and_store()
+    conn_id = find_connection(store, connection, allow_disconnected=True).id if connection else None
+    statuses = ("retry", "failed", "invalid") if failed else None
+    rows = store.inbox_list(conn_id, statuses, limit)
+    if as_json:
+        print_json([vars(r) for r in rows])
+        return
+    if not rows:
+        out.print("No webhook events yet." if not failed else "No failed webhook events.")
+        return
+    table = Table()
+    for col in ("received", "connection", "provider", "event", "status", "attempts", "error"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        payload = r.payload if isinstance(r.payload, dict) else {}
+        change = payload.get("change") or {}
+        event = (
+            f"{change.get('action') or 'changed'} {change.get('resource', '')} "
+            f"{change.get('external_id', '')}".strip()
+            if change
+            else str(payload.get("ignored") or "")
+        )
+        error = r.error or ""
+        if r.status == "retry" and r.next_attempt_at:
+            error += f"\nnext attempt {when(r.next_attempt_at)}"
+        table.add_row(
+            when(r.received_at),
+            r.connection_id[:8],
+            r.provider,
+            event,
+            r.status,
+            str(r.attempts),
+            error,
+        )
+    out.print(table)

@@ -250,15 +250,31 @@ def register(app: typer.Typer) -> None:
             )
         else:
             out.print(results_table(results))
+            from pms_cli.cli.output import print_error
+            from pms_cli.errors import PmsError
+
             for r in results:
                 if r.error:
-                    from pms_cli.cli.output import print_error
-                    from pms_cli.errors import PmsError
-
                     print_error(
                         PmsError(
                             f"{r.provider} {r.connection_id[:8]}: {r.error['message']}",
                             hint=str(r.error.get("hint", "")),
+                        )
+                    )
+                    continue
+                skipped = {n: rr for n, rr in r.resources.items() if rr.skipped}
+                if skipped:
+                    detail = "; ".join(
+                        f"{n}: {rr.skipped} (ids {', '.join(rr.skipped_ids[:5])})"
+                        for n, rr in skipped.items()
+                    )
+                    print_error(
+                        PmsError(
+                            f"{r.provider} {r.connection_id[:8]}: skipped records that could not "
+                            f"be read — {detail}",
+                            hint="They are listed in `pms logs --failed` and fetched again next "
+                            "run (the cursor was not advanced); if this persists the provider "
+                            "changed its format: report it.",
                         )
                     )
         if code:

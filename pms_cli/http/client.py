@@ -156,16 +156,20 @@ class HttpClient:
                 )
             if attempt > 1:
                 self.stats.retries += 1
+            request = self._client.build_request(
+                method, path.lstrip("/"), params=params, data=data, json=json_body, headers=headers
+            )
+            if authenticate:
+                # May fetch a token, itself a rate-limited request: take our slot only after it,
+                # or the slot is recorded at a time long before this request is really sent.
+                await self.auth.apply(request, self)
             waited = await self.limiter.acquire()
             if waited:
                 self.stats.rate_limit_waits += 1
                 self.stats.rate_limit_wait_seconds += waited
                 self._emit("rate_limit_wait", seconds=waited)
-            request = self._client.build_request(
-                method, path.lstrip("/"), params=params, data=data, json=json_body, headers=headers
-            )
-            if authenticate:
-                await self.auth.apply(request, self)
+                if authenticate:
+                    await self.auth.apply(request, self)  # re-sign: signatures carry a timestamp
             try:
                 response = await self._send(request)
             except httpx.TimeoutException:

@@ -72,8 +72,9 @@ class OffsetPaginator:
     """``limit`` + ``offset`` (or ``skip``) paging; the offset advances by records received.
 
     Advancing by what was received (not by ``limit``) stays correct when a server silently
-    clamps the page size. Stops when the reported total is reached, or on a short/empty page
-    when the API reports no total.
+    clamps the page size; never by more than ``limit``, since a longer page carries repeats.
+    Stops when the reported total is reached, or on a short/empty page when the API reports no
+    total.
     """
 
     limit: int
@@ -95,7 +96,9 @@ class OffsetPaginator:
             )
             if body.records:
                 yield body.records
-            offset += len(body.records)
+            # More records than asked for can only be repeats (a page window that shifted):
+            # stepping past them would skip as many unseen records.
+            offset += min(len(body.records), self.limit)
             if not body.records or body.has_more is False:
                 return
             if body.total is not None:
@@ -126,7 +129,8 @@ class PageNumberPaginator:
             body = extract(await http.get_json(path, query))
             if body.records:
                 yield body.records
-            fetched += len(body.records)
+            # Repeats beyond the page size must not count towards the total (early stop).
+            fetched += len(body.records) if self.size is None else min(len(body.records), self.size)
             if not body.records or body.has_more is False:
                 return
             if body.has_more is None:
@@ -161,7 +165,8 @@ class CursorPaginator:
             body = extract(await http.get_json(path, query))
             if body.records:
                 yield body.records
-            fetched += len(body.records)
+            # Repeats beyond the page size must not count towards the total (early stop).
+            fetched += min(len(body.records), self.limit)
             if not body.records or body.has_more is False:
                 return
             if first_total is None:

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 from pydantic import SecretStr
 
+from pms_cli.errors import ProviderError
 from pms_cli.http.client import Auth, HttpClient, parse_retry_after
 from pms_cli.http.paginate import Extractor, Paginator, Raw
 from pms_cli.http.ratelimit import HeaderReader, Window
@@ -110,7 +111,7 @@ class Provider:
     setup_fields: ClassVar[tuple[str, ...]] = ()
     """Credential fields consumed by ``setup()`` (one-time codes): never read from env later."""
     keys_help: ClassVar[str]
-    webhooks: ClassVar[str] = "not yet supported"
+    webhooks: ClassVar[str] = "not supported"
     auth_hint: ClassVar[str]
     resources: ClassVar[tuple[Resource, ...]]
 
@@ -149,6 +150,14 @@ class Provider:
         ):
             yield page
 
+    async def fetch_one(self, resource: Resource, external_id: str) -> Raw | None:
+        """One raw record of ``resource`` by id, shaped like the list's items (webhook refetch).
+
+        None when the provider says the record no longer exists. The receiver treats the
+        answer as the truth, whatever the webhook payload said.
+        """
+        raise NotImplementedError(f"{self.name} cannot fetch one {resource.kind}")
+
     # --- derived helpers ----------------------------------------------------------------
 
     @classmethod
@@ -179,3 +188,15 @@ class Provider:
             or config_value
             or cls.default_base_url
         )
+
+
+async def get_or_none(
+    http: HttpClient, path: str, params: Mapping[str, Any] | None = None
+) -> Any | None:
+    """GET JSON, or None when the provider answers 404 (the record is gone)."""
+    try:
+        return await http.get_json(path, params)
+    except ProviderError as exc:
+        if exc.code == "not_found":
+            return None
+        raise

@@ -308,7 +308,7 @@ class Beds24(Provider):
     credit_headers = staticmethod(read_credits)  # type: ignore[assignment]
     retry_after = staticmethod(credit_retry_after)  # type: ignore[assignment]
     keys_help = "Settings → Marketplace → API (beds24.com/control3.php?pagetype=apiv2)"
-    webhooks = "booking webhook per property (custom header), not yet supported"
+    webhooks = "booking webhook per property, verified by a per-connection token in a custom header"
     auth_hint = (
         "Generate a new invite code in Beds24 → Settings → Marketplace → API (scopes read:bookings,"
         " read:bookings-personal, read:properties) and run `pms connect beds24 --invite-code CODE`"
@@ -398,6 +398,22 @@ class Beds24(Provider):
                 elif str(item.get("propertyId")) in currencies:
                     item.setdefault(CURRENCY_KEY, currencies[str(item.get("propertyId"))])
             yield page
+
+    async def fetch_one(self, resource: Resource, external_id: str) -> Raw | None:
+        """``GET bookings?id=X`` with every status (the list's params), or ``properties?id=X``."""
+        params = {**resource.params, "id": external_id}
+        body = extract(await self.http.get_json(resource.path, params))
+        record = next((r for r in body.records if str(r.get("id")) == str(external_id)), None)
+        if record is None:
+            return None
+        if resource.kind == "booking":
+            if self._currencies is None:
+                async for _ in self.pages(self.resource("properties"), None):
+                    pass  # learn currencies once per adapter, as a bookings-only sync does
+            currency = (self._currencies or {}).get(str(record.get("propertyId")))
+            if currency:
+                record.setdefault(CURRENCY_KEY, currency)
+        return record
 
 
 def _valid(body: Any) -> bool:

@@ -39,7 +39,14 @@ from pms_cli.models import (
     text,
     utc_datetime,
 )
-from pms_cli.providers.base import AccountInfo, CredentialField, Provider, ProviderContext, Resource
+from pms_cli.providers.base import (
+    AccountInfo,
+    CredentialField,
+    Provider,
+    ProviderContext,
+    Resource,
+    get_or_none,
+)
 
 # --- unverified facts (the fact sheet marks them so); correct them here and only here -----------
 GUESTS_PAGE_SIZE = 100  # guests-crud documents only "default 25"; 100 is the max of the others
@@ -277,6 +284,7 @@ class Guesty(Provider):
     )
     rate_limits = (Window(15, 1.0), Window(120, 60.0), Window(5000, 3600.0))
     retry_after = staticmethod(guesty_retry_after)  # type: ignore[assignment]
+    webhooks = "webhooks API, Svix-signed (id + timestamp + body, 5 min tolerance)"
     keys_help = (
         "Guesty dashboard → Integrations → OAuth applications → new application "
         "(the client secret is shown once)"
@@ -333,6 +341,15 @@ class Guesty(Provider):
         client_id = self.ctx.public.get("client_id", "")
         account = next((text(r.get("accountId")) for r in page.records), None) or client_id
         return AccountInfo(account_ref=client_id, display_name=f"Guesty account {account}")
+
+    async def fetch_one(self, resource: Resource, external_id: str) -> Raw | None:
+        """``GET reservations/{id}`` with the list's ``fields``, ``listings/{id}``,
+        ``guests-crud/{id}``."""
+        params: dict[str, Any] = {}
+        if resource.kind == "booking":
+            params["fields"] = RESERVATION_FIELDS
+        body = await get_or_none(self.http, f"{resource.path}/{external_id}", params)
+        return body if isinstance(body, dict) and body else None
 
 
 PROVIDER = Guesty

@@ -29,7 +29,14 @@ from pms_cli.models import (
     text,
     utc_datetime,
 )
-from pms_cli.providers.base import AccountInfo, CredentialField, Provider, ProviderContext, Resource
+from pms_cli.providers.base import (
+    AccountInfo,
+    CredentialField,
+    Provider,
+    ProviderContext,
+    Resource,
+    get_or_none,
+)
 
 # --- unverified facts (fact sheet marks them so); correct them here and only here ----------------
 PAGE_SIZE = 500  # max `limit` undocumented for listings/reservations; clients use 500 successfully
@@ -260,6 +267,22 @@ class Hostaway(Provider):
         extract(await self.http.get_json("listings", {"limit": 1}))
         account = self.ctx.public.get("account_id", "")
         return AccountInfo(account_ref=account, display_name=f"Hostaway account {account}")
+
+    async def fetch_one(self, resource: Resource, external_id: str) -> Raw | None:
+        """``GET listings/{id}`` / ``GET reservations/{id}``: ``{status, result: {...}}``."""
+        path = "listings" if resource.kind == "property" else "reservations"
+        body = await get_or_none(self.http, f"{path}/{external_id}")
+        if body is None:
+            return None
+        result = body.get("result") if isinstance(body, dict) else None
+        if not isinstance(body, dict) or body.get("status") != "success":
+            raise ProviderError(
+                f"Hostaway answered a failure for {path}/{external_id}",
+                hint="Rerun later; if it persists, report it.",
+                code="provider_garbage",
+                provider="hostaway",
+            )
+        return result if isinstance(result, dict) and result else None
 
 
 PROVIDER = Hostaway

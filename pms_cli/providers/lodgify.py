@@ -35,7 +35,14 @@ from pms_cli.models import (
     text,
     utc_datetime,
 )
-from pms_cli.providers.base import AccountInfo, CredentialField, Provider, ProviderContext, Resource
+from pms_cli.providers.base import (
+    AccountInfo,
+    CredentialField,
+    Provider,
+    ProviderContext,
+    Resource,
+    get_or_none,
+)
 
 # --- unverified facts (fact sheet marks them so); correct them here and only here ----------------
 PAGE_SIZE = 50  # documented default; "max 50" comes from client tool catalogs, not Lodgify's spec
@@ -260,6 +267,11 @@ class Lodgify(Provider):
         ref = "key-" + hashlib.sha256(key.encode()).hexdigest()[:10]
         size = f"{body.total} properties" if body.total is not None else "properties unknown"
         return AccountInfo(account_ref=ref, display_name=f"Lodgify account ({size})")
+
+    async def fetch_one(self, resource: Resource, external_id: str) -> Raw | None:
+        """``GET v2/reservations/bookings/{id}`` / ``GET v2/properties/{id}``."""
+        body = await get_or_none(self.http, f"{resource.path}/{external_id}")
+        return body if isinstance(body, dict) and body else None
 
 
 PROVIDER = Lodgify

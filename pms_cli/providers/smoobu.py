@@ -34,7 +34,14 @@ from pms_cli.models import (
     text,
     utc_datetime,
 )
-from pms_cli.providers.base import AccountInfo, CredentialField, Provider, ProviderContext, Resource
+from pms_cli.providers.base import (
+    AccountInfo,
+    CredentialField,
+    Provider,
+    ProviderContext,
+    Resource,
+    get_or_none,
+)
 from pms_cli.redact import register_secret
 
 # --- unverified facts (fact sheet marks them so); correct them here and only here ----------------
@@ -320,6 +327,7 @@ class Smoobu(Provider):
     retry_after: ClassVar[Callable[[Mapping[str, str], float], float | None]] = staticmethod(
         smoobu_retry_after
     )
+    webhooks = "one account-wide webhook URL, verified by a per-connection token in the URL"
     keys_help = "Settings → Advanced → API Keys (Create New: the key plus a one-time secret)"
     auth_hint = (
         "Check the API key (and secret) in Smoobu → Settings → Advanced → API Keys, then run "
@@ -394,6 +402,17 @@ class Smoobu(Provider):
         name = _full_name(text(me.get("firstName")), text(me.get("lastName")))
         label = name or text(me.get("email")) or "account"
         return AccountInfo(account_ref=user, display_name=f"Smoobu {label} (user {user})")
+
+    async def fetch_one(self, resource: Resource, external_id: str) -> Raw | None:
+        """``GET reservations/{id}`` (cancelled ones too), ``apartments/{id}``, ``guests/{id}``."""
+        path = {"property": "apartments", "booking": "reservations", "guest": "guests"}
+        body = await get_or_none(self.http, f"{path[resource.kind]}/{external_id}")
+        if not isinstance(body, dict) or not body:
+            return None
+        if resource.kind == "property":
+            # The detail is not guaranteed to repeat the id (see _apartment).
+            return {**body, "id": body.get("id", external_id)}
+        return body
 
 
 PROVIDER = Smoobu

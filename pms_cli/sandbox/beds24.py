@@ -15,6 +15,7 @@ failed requests cost the same as successful ones, ``modifiedFrom`` alone does no
 
 from __future__ import annotations
 
+import json
 import math
 import secrets
 import threading
@@ -31,6 +32,7 @@ from starlette.routing import Route
 
 from pms_cli.sandbox.common import SANDBOX_EPOCH, Clock, FakeData, RequestStats, SystemClock
 from pms_cli.sandbox.server import MountedSandbox, SandboxOptions
+from pms_cli.sandbox.webhook_sender import WebhookSender, dumps
 
 __all__ = [
     "BOOKING_STATUSES",
@@ -157,6 +159,7 @@ class Beds24Sandbox:
         self._spent = 0.0
         self._lock = threading.Lock()
         self._app: Starlette | None = None
+        self.sender = WebhookSender()
 
     # ------------------------------------------------------------------ data generation
 
@@ -336,6 +339,7 @@ class Beds24Sandbox:
                 person = self._fake.person()
                 booking["firstName"], booking["lastName"] = person.first, person.last
             booking["modifiedTime"] = iso_utc(self.clock.now())
+            self._emit(booking)
         return ids
 
     def add_bookings(self, n: int, status: str = "new") -> list[int]:
@@ -349,6 +353,7 @@ class Beds24Sandbox:
             self.bookings[next_id] = self._make_booking(
                 self._fake, next_id, status, self.clock.now()
             )
+            self._emit(self.bookings[next_id])
             ids.append(next_id)
         return ids
 
@@ -358,6 +363,42 @@ class Beds24Sandbox:
         now = iso_utc(self.clock.now())
         booking.update(status="cancelled", subStatus="cancelledByGuest", cancelTime=now)
         booking["modifiedTime"] = now
+        self._emit(booking)
+
+    def set_booking_webhook(
+        self, prop_id: int, url: str, custom_header: str = "", version: str = "twoWithPersonalData"
+    ) -> None:
+        """Configure a property's Booking Webhook, as Settings → Properties → Access would."""
+        self.properties[prop_id]["webhooks"] = {
+            "url": url,
+            "version": version,
+            "customHeader": custom_header,
+            "additionalData": "none",
+        }
+
+    def _emit(self, booking: Json) -> None:
+        """Queue the version-2 payload to the booking's property webhook, if one is set."""
+        hook = self.properties.get(booking["propertyId"], {}).get("webhooks")
+        if not hook or not hook.get("url"):
+            return
+        personal = hook.get("version") == "twoWithPersonalData"
+        hidden = {"guests", "invoiceItems", "infoItems"}
+        if not personal:
+            hidden |= {"firstName", "lastName", "email", "phone", "mobile", "address"}
+        payload = {
+            "timeStamp": iso_utc(self.clock.now()),
+            "booking": {k: v for k, v in booking.items() if k not in hidden},
+            "infoItems": [],
+            "invoiceItems": [],
+            "messages": [],
+            "retries": 0,
+        }
+        headers = {}
+        for line in str(hook.get("customHeader") or "").splitlines():
+            name, sep, value = line.partition(":")
+            if sep and name.strip():
+                headers[name.strip()] = value.strip()
+        self.sender.queue(hook["url"], dumps(payload), headers)
 
     def delete_property(self, prop_id: int) -> None:
         del self.properties[prop_id]
@@ -402,6 +443,9 @@ class Beds24Sandbox:
                 self._route("DELETE", "/v2/authentication/token", "token", self._revoke),
                 self._route("GET", "/v2/authentication/details", "details", self._details),
                 self._route("GET", "/v2/properties", "properties", self._properties, auth=True),
+                self._route(
+                    "POST", "/v2/properties", "properties", self._update_properties, auth=True
+                ),
                 self._route("GET", "/v2/bookings", "bookings", self._bookings, auth=True),
             ]
             self._app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
@@ -542,6 +586,30 @@ class Beds24Sandbox:
                                          for u in r["units"]]} for r in rooms]  # fmt: skip
             items.append({**prop, "roomTypes": rooms})
         return JSONResponse(self._page(request, items, "property", empty_link=None))
+
+    async def _update_properties(self, request: Request) -> Response:
+        """``POST /properties``: only the ``webhooks`` object is emulated."""
+        try:
+            items = json.loads(await request.body())
+        except ValueError as error:
+            raise _ApiError(400, "Body must be JSON") from error
+        if not isinstance(items, list):
+            raise _ApiError(400, "Body must be an array of properties")
+        results = []
+        for item in items:
+            prop_id = item.get("id") if isinstance(item, dict) else None
+            hook = item.get("webhooks") if isinstance(item, dict) else None
+            if prop_id not in self.properties or not isinstance(hook, dict):
+                results.append({"success": False, "errors": [{"message": "Unknown property"}]})
+                continue
+            self.set_booking_webhook(
+                prop_id,
+                str(hook.get("url") or ""),
+                str(hook.get("customHeader") or ""),
+                str(hook.get("version") or "twoWithPersonalData"),
+            )
+            results.append({"success": True, "modified": {"id": prop_id}})
+        return JSONResponse(results, status_code=201)
 
     async def _bookings(self, request: Request) -> Response:
         statuses = set(_strs(request, "status")) or set(DEFAULT_STATUSES)

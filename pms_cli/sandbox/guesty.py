@@ -17,6 +17,7 @@ Guesses (the fact sheet marks them unverified): the token quota's 429 body and R
 from __future__ import annotations
 
 import base64
+import hashlib
 import hmac
 import json
 import math
@@ -43,6 +44,7 @@ from pms_cli.sandbox.common import (
     SystemClock,
 )
 from pms_cli.sandbox.server import MountedSandbox, SandboxOptions
+from pms_cli.sandbox.webhook_sender import WebhookSender, dumps
 
 __all__ = [
     "RESERVATION_STATUSES",
@@ -198,6 +200,9 @@ class GuestySandbox:
         limits = self.config.rate_limits
         self._windows = _Windows(limits, self.clock) if limits else None
         self._app: Starlette | None = None
+        #: ``/v1/webhooks`` subscriptions by id, each with its Svix signing secret.
+        self.webhooks: dict[str, Json] = {}
+        self.sender = WebhookSender()
 
     # ------------------------------------------------------------------ data generation
 
@@ -396,6 +401,7 @@ class GuestySandbox:
             total = m["subTotalPrice"] + m["totalTaxes"]
             m["balanceDue"] = round(total - m["totalPaid"], 2)
             res["lastUpdatedAt"] = iso_ms(now)
+            self._emit("reservation.updated", res)
         return ids
 
     def add_reservations(self, n: int) -> list[str]:
@@ -405,6 +411,7 @@ class GuestySandbox:
         for _ in range(n):
             res = self._make_reservation(self._fake, now, "confirmed", owner=False)
             self.reservations[res["_id"]] = res
+            self._emit("reservation.new", res)
             ids.append(res["_id"])
         return ids
 
@@ -413,10 +420,71 @@ class GuestySandbox:
         res = self.reservations[reservation_id]
         res["status"] = "canceled"
         res["canceledAt"] = res["lastUpdatedAt"] = iso_ms(self.clock.now())
+        self._emit("reservation.updated", res)
 
     def revoke_all_tokens(self) -> None:
         """Invalidate every issued token, as rotating the client secret would."""
         self._tokens.clear()
+
+    def add_webhook(self, url: str, events: list[str]) -> Json:
+        """Subscribe ``url`` (``POST /v1/webhooks``); its signing secret is per endpoint URL."""
+        hook_id = object_id(self.clock.now(), FakeData(len(self.webhooks)))
+        hook = {"_id": hook_id, "accountId": self.account_id, "url": url, "events": events}
+        self.webhooks[hook_id] = {
+            **hook,
+            "secret": "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode(),
+        }
+        return hook
+
+    def webhook_secret(self, url: str) -> str | None:
+        return next((w["secret"] for w in self.webhooks.values() if w["url"] == url), None)
+
+    def _emit(self, event: str, res: Json) -> None:
+        """Queue the legacy ``{event, reservation, meta}`` payload, signed the Svix way."""
+        hooks = [w for w in self.webhooks.values() if event in w["events"]]
+        if not hooks:
+            return
+        message_id = "msg_" + secrets.token_hex(12)
+        body = dumps(
+            {
+                "event": event,
+                "reservation": self._present(res),
+                "meta": {"eventId": secrets.token_hex(12), "messageId": message_id},
+            }
+        )
+        stamp = str(int(self.clock.now()))
+        for hook in hooks:
+            key = base64.b64decode(hook["secret"].removeprefix("whsec_"))
+            signed = f"{message_id}.{stamp}.".encode() + body
+            digest = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+            headers = {
+                "svix-id": message_id,
+                "svix-timestamp": stamp,
+                "svix-signature": f"v1,{digest}",
+            }
+            self.sender.queue(hook["url"], body, headers)
+
+    async def _create_webhook(self, request: Request) -> Response:
+        try:
+            body = json.loads(await request.body())
+        except ValueError as error:
+            raise _bad("body must be JSON") from error
+        url = body.get("url") if isinstance(body, dict) else None
+        events = body.get("events") if isinstance(body, dict) else None
+        if not isinstance(url, str) or not isinstance(events, list):
+            raise _bad("url and events are required")
+        return JSONResponse(self.add_webhook(url, [str(e) for e in events]), status_code=201)
+
+    async def _list_webhooks(self, request: Request) -> Response:
+        return JSONResponse(
+            [{k: v for k, v in w.items() if k != "secret"} for w in self.webhooks.values()]
+        )
+
+    async def _get_webhook_secret(self, request: Request) -> Response:
+        secret = self.webhook_secret(request.query_params.get("url", ""))
+        if secret is None:
+            raise _fail(404, "NOT_FOUND", "No webhook with this url")
+        return JSONResponse({"key": secret})
 
     @property
     def tokens_issued(self) -> int:
@@ -436,6 +504,9 @@ class GuestySandbox:
                 self._route("GET", "/v1/reservations/{item_id}", self._get_reservation),
                 self._route("GET", "/v1/guests-crud", self._list_guests),
                 self._route("GET", "/v1/guests-crud/{item_id}", self._get_guest),
+                self._route("GET", "/v1/webhooks", self._list_webhooks),
+                self._route("POST", "/v1/webhooks", self._create_webhook),
+                self._route("GET", "/v1/webhooks-v2/secret", self._get_webhook_secret),
             ]
             self._app = Starlette(routes=routes)
             self._app.state.sandbox = self

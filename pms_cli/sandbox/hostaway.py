@@ -35,6 +35,7 @@ from pms_cli.sandbox.common import (
     format_utc,
 )
 from pms_cli.sandbox.server import MountedSandbox, SandboxOptions
+from pms_cli.sandbox.webhook_sender import WebhookSender, dumps
 
 __all__ = [
     "CHANNELS",
@@ -189,6 +190,9 @@ class HostawaySandbox:
         self._ip_limiter = self._limiter(self.config.rate_limit_ip)
         self._account_limiter = self._limiter(self.config.rate_limit_account)
         self._app: Starlette | None = None
+        #: Unified webhooks (``/v1/webhooks/unifiedWebhooks``); deliveries queue in ``sender``.
+        self.unified_webhooks: dict[int, Json] = {}
+        self.sender = WebhookSender()
 
     # ------------------------------------------------------------------ data generation
 
@@ -315,6 +319,7 @@ class HostawaySandbox:
                 res["guestFirstName"], res["guestLastName"] = person.first, person.last
                 res["guestName"] = person.full
             _touch(res, now)
+            self._emit("reservation.updated", res)
         return ids
 
     def add_reservations(self, n: int) -> list[int]:
@@ -332,6 +337,7 @@ class HostawaySandbox:
             self.reservations[next_id] = _make_reservation(
                 self._fake, next_id, listing, self.config.account_id, status, now
             )
+            self._emit("reservation.created", self.reservations[next_id])
             ids.append(next_id)
         return ids
 
@@ -341,6 +347,7 @@ class HostawaySandbox:
         now = self.clock.now()
         res.update(status="cancelled", cancellationDate=format_utc(now), cancelledBy="guest")
         _touch(res, now)
+        self._emit("reservation.updated", res)
 
     def delete_listing(self, listing_id: int) -> None:
         """Remove a listing; its reservations keep pointing at it (raises KeyError if unknown)."""
@@ -349,6 +356,40 @@ class HostawaySandbox:
     def revoke_all_tokens(self) -> None:
         """Invalidate every issued token, as rotating the API secret would."""
         self._tokens.clear()
+
+    def add_unified_webhook(
+        self, url: str, login: str | None = None, password: str | None = None
+    ) -> int:
+        """Register a unified webhook, as the dashboard or the API would; returns its id."""
+        hook_id = max(self.unified_webhooks, default=1000) + 1
+        self.unified_webhooks[hook_id] = {
+            "id": hook_id,
+            "isEnabled": 1,
+            "url": url,
+            "login": login,
+            "password": password,
+            "alertingEmailAddress": None,
+        }
+        return hook_id
+
+    def _emit(self, event: str, res: Json) -> None:
+        """Queue ``{object, event, accountId, data}`` to every enabled unified webhook."""
+        body = dumps(
+            {
+                "object": "reservation",
+                "event": event,
+                "accountId": self.config.account_id,
+                "data": _present(res, True, True),
+            }
+        )
+        for hook in self.unified_webhooks.values():
+            if not hook["isEnabled"]:
+                continue
+            headers = {}
+            if hook["login"] and hook["password"]:
+                pair = f"{hook['login']}:{hook['password']}".encode()
+                headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+            self.sender.queue(hook["url"], body, headers)
 
     # ------------------------------------------------------------------ ASGI app
 
@@ -363,6 +404,8 @@ class HostawaySandbox:
                 self._route("GET", "/v1/listings/{item_id:int}", self._get_listing),
                 self._route("GET", "/v1/reservations", self._list_reservations),
                 self._route("GET", "/v1/reservations/{item_id:int}", self._get_reservation),
+                self._route("GET", "/v1/webhooks/unifiedWebhooks", self._list_webhooks),
+                self._route("POST", "/v1/webhooks/unifiedWebhooks", self._create_webhook),
             ]
             self._app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
             self._app.state.sandbox = self
@@ -473,6 +516,25 @@ class HostawaySandbox:
             raise _fail(400, "token is required")
         self._tokens.pop(token, None)
         return JSONResponse({"status": "success", "result": []})
+
+    async def _list_webhooks(self, request: Request) -> Response:
+        hooks = [
+            {**h, "password": "****" if h["password"] else None}
+            for h in self.unified_webhooks.values()
+        ]
+        return JSONResponse({"status": "success", "result": hooks})
+
+    async def _create_webhook(self, request: Request) -> Response:
+        try:
+            body = json.loads(await request.body())
+        except ValueError as error:
+            raise _fail(400, "Body must be JSON") from error
+        if not isinstance(body, dict) or not isinstance(body.get("url"), str):
+            raise _fail(400, "url is required")
+        hook_id = self.add_unified_webhook(body["url"], body.get("login"), body.get("password"))
+        hook = {**self.unified_webhooks[hook_id], "isEnabled": int(body.get("isEnabled", 1))}
+        self.unified_webhooks[hook_id] = hook
+        return JSONResponse({"status": "success", "result": {**hook, "password": "****"}})
 
     async def _list_listings(self, request: Request) -> Response:
         items = list(filter(_listing_filter(request), self.listings.values()))

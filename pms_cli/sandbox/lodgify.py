@@ -7,14 +7,19 @@ tests drive time with a ``ManualClock`` and change data through the mutation met
 Emulated: ``X-ApiKey`` auth with the documented 401 envelope, the 750 requests/minute v2 limit
 (429), ``page``/``size`` paging with the ``{count, items}`` envelope (``count`` null unless
 ``includeCount=true``, ``items`` null for an empty result), ``updatedSince``, ``stayFilter``,
-``trash`` and ``includeExternal`` on bookings. Not emulated: v1, webhooks, quotes, writes.
+``trash`` and ``includeExternal`` on bookings, and webhooks: ``/webhooks/v1/subscribe|list|
+unsubscribe`` with a per-subscription secret; mutations queue the signed (``ms-signature``)
+booking documents in ``sender``. Not emulated: v1, quotes, writes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import itertools
+import json
 import math
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -36,6 +41,7 @@ from pms_cli.sandbox.common import (
     SystemClock,
 )
 from pms_cli.sandbox.server import MountedSandbox, SandboxOptions
+from pms_cli.sandbox.webhook_sender import WebhookSender, dumps
 
 __all__ = [
     "AUTH_DENIED_MESSAGE",
@@ -66,6 +72,17 @@ _EXTERNAL_SOURCES = frozenset({"ICal"})
 _STAY_FILTERS = ("Upcoming", "Current", "Historic", "All", "ArrivalDate", "DepartureDate")
 _TRASH = ("False", "True", "All")
 _DAY = 86_400.0
+WEBHOOK_EVENTS = (
+    "rate_change", "availability_change", "booking_new_any_status", "booking_new_status_booked",
+    "booking_change", "booking_status_change_booked", "booking_status_change_tentative",
+    "booking_status_change_open", "booking_status_change_declined", "guest_message_received",
+)  # fmt: skip
+_STATUS_EVENTS = {
+    "Booked": "booking_status_change_booked",
+    "Tentative": "booking_status_change_tentative",
+    "Open": "booking_status_change_open",
+    "Declined": "booking_status_change_declined",
+}
 
 
 @dataclass
@@ -129,6 +146,9 @@ class LodgifySandbox:
         rate = self.config.rate_limit
         self._limiter = None if rate is None else SlidingWindowCounter(*rate, clock=self.clock)
         self._app: Starlette | None = None
+        #: ``/webhooks/v1`` subscriptions by id: {id, event, url, secret}.
+        self.subscriptions: dict[str, Json] = {}
+        self.sender = WebhookSender()
 
     # ------------------------------------------------------------------ data generation
 
@@ -321,23 +341,29 @@ class LodgifySandbox:
         now = self.clock.now()
         for bid in ids:
             booking = self.bookings[bid]
+            before = booking["status"]
             booking["status"] = {"Open": "Tentative", "Tentative": "Booked"}.get(
                 booking["status"], booking["status"]
             )
             booking["total_amount"] = round(booking["total_amount"] * 1.1, 2)
             booking["amount_due"] = round(booking["total_amount"] - booking["amount_paid"], 2)
             _touch(booking, now)
+            self._emit_change(booking, status_changed=before != booking["status"])
         return ids
 
     def add_bookings(self, n: int, status: str | None = None) -> list[int]:
         """Book ``n`` new stays now; return their ids."""
         now = self.clock.now()
-        return [
-            self._add_booking(
+        ids = []
+        for _ in range(n):
+            booking = self._add_booking(
                 self._fake, status or self._fake.weighted(BOOKING_STATUSES), now, now
-            )["id"]
-            for _ in range(n)
-        ]
+            )
+            self._emit("booking_new_any_status", booking)
+            if booking["status"] == "Booked":
+                self._emit("booking_new_status_booked", booking)
+            ids.append(booking["id"])
+        return ids
 
     def block_dates(self, property_id: int, arrival: date, departure: date) -> int:
         """Close a period as the owner would (an ``Unavailable`` booking); return its id."""
@@ -353,12 +379,14 @@ class LodgifySandbox:
         booking = self.bookings[booking_id]
         _touch(booking, self.clock.now())
         booking.update(status="Declined", canceled_at=booking["updated_at"])
+        self._emit_change(booking, status_changed=True)
 
     def trash_booking(self, booking_id: int) -> None:
         """Move a booking to the trash (raises KeyError for unknown ids)."""
         booking = self.bookings[booking_id]
         booking["is_deleted"] = True
         _touch(booking, self.clock.now())
+        self._emit_change(booking, status_changed=False)
 
     def modify_property(self, property_id: int, **fields: Any) -> None:
         """Change a property's fields (default: its name) and stamp ``updated_at``."""
@@ -376,6 +404,101 @@ class LodgifySandbox:
         self.api_key = new_key
         return new_key
 
+    # ------------------------------------------------------------------ webhooks
+
+    def subscribe(self, target_url: str, event: str) -> Json:
+        """``POST /webhooks/v1/subscribe``: the secret is returned only here."""
+        if event not in WEBHOOK_EVENTS:
+            raise self.error(400, f"Unknown event {event!r}", "ValidationError")
+        if any(s["url"] == target_url for s in self.subscriptions.values()):
+            raise self.error(409, "target_url is already subscribed", "Conflict")
+        sub = {
+            "id": f"wh-{len(self.subscriptions) + 1}-{secrets.token_hex(4)}",
+            "event": event,
+            "url": target_url,
+            "secret": secrets.token_hex(32),
+        }
+        self.subscriptions[sub["id"]] = sub
+        return {"id": sub["id"], "secret": sub["secret"]}
+
+    def _emit_change(self, booking: Json, *, status_changed: bool) -> None:
+        self._emit("booking_change", booking)
+        status_event = _STATUS_EVENTS.get(booking["status"])
+        if status_changed and status_event:
+            self._emit(status_event, booking)
+
+    def _emit(self, action: str, booking: Json) -> None:
+        """Queue the rich booking document, signed per subscription (``ms-signature``)."""
+        subs = [s for s in self.subscriptions.values() if s["event"] == action]
+        if not subs:
+            return
+        body = dumps(self._webhook_document(action, booking))
+        for sub in subs:
+            digest = hmac.new(sub["secret"].encode(), body, hashlib.sha256).hexdigest()
+            self.sender.queue(sub["url"], body, {"ms-signature": f"sha256={digest}"})
+
+    def _webhook_document(self, action: str, b: Json) -> Json:
+        # The webhook shape differs from REST on purpose (date-times, string amounts, guest).
+        prop = self.properties.get(b["property_id"], {})
+        guest = b["guest"] or {}
+        return {
+            "action": action,
+            "booking": {
+                "type": "Booking",
+                "id": b["id"],
+                "date_arrival": f"{b['arrival']}T14:00:00",
+                "date_departure": f"{b['departure']}T10:00:00",
+                "date_created": b["created_at"],
+                "property_id": b["property_id"],
+                "property_name": prop.get("name"),
+                "status": b["status"],
+                "currency_code": b["currency_code"],
+                "source": b["source"],
+                "source_text": b["source_text"],
+                "language": b["language"],
+            },
+            "guest": {
+                "uid": f"g-{b['id']}",
+                "name": guest.get("name"),
+                "email": guest.get("email"),
+                "phone_number": guest.get("phone"),
+                "country_code": guest.get("country_code"),
+            },
+            "booking_total_amount": f"{b['total_amount']:g}",
+            "booking_currency_code": b["currency_code"],
+            "balance_due": f"{b['amount_due']:g}",
+        }
+
+    async def _subscribe(self, request: Request) -> Response:
+        body = await self._json(request)
+        target, event = body.get("target_url"), body.get("event")
+        if not isinstance(target, str) or not isinstance(event, str):
+            raise self.error(400, "target_url and event are required", "ValidationError")
+        return JSONResponse(self.subscribe(target, event), status_code=201)
+
+    async def _list_subscriptions(self, request: Request) -> Response:
+        return JSONResponse(
+            [
+                {"id": s["id"], "event": s["event"], "url": s["url"]}
+                for s in self.subscriptions.values()
+            ]
+        )
+
+    async def _unsubscribe(self, request: Request) -> Response:
+        body = await self._json(request)
+        if self.subscriptions.pop(str(body.get("id")), None) is None:
+            raise self.error(404, "Webhook not found", "NotFound")
+        return JSONResponse({})
+
+    async def _json(self, request: Request) -> Json:
+        try:
+            body = json.loads(await request.body())
+        except ValueError as error:
+            raise self.error(400, "Body must be JSON", "ValidationError") from error
+        if not isinstance(body, dict):
+            raise self.error(400, "Body must be a JSON object", "ValidationError")
+        return body
+
     # ------------------------------------------------------------------ ASGI app
 
     @property
@@ -388,13 +511,16 @@ class LodgifySandbox:
                 self._route("/v2/properties/{item_id:int}/rooms", self._get_rooms),
                 self._route("/v2/reservations/bookings", self._list_bookings),
                 self._route("/v2/reservations/bookings/{item_id:int}", self._get_booking),
+                self._route("/webhooks/v1/subscribe", self._subscribe, "POST"),
+                self._route("/webhooks/v1/list", self._list_subscriptions),
+                self._route("/webhooks/v1/unsubscribe", self._unsubscribe, "DELETE"),
             ]
             self._app = Starlette(routes=routes, exception_handlers={HTTPException: self._http})
             self._app.state.sandbox = self
         return self._app
 
-    def _route(self, path: str, handler: Endpoint) -> Route:
-        key = f"GET {path}"
+    def _route(self, path: str, handler: Endpoint, method: str = "GET") -> Route:
+        key = f"{method} {path}"
 
         async def endpoint(request: Request) -> Response:
             self.stats.record(key)
@@ -405,7 +531,7 @@ class LodgifySandbox:
             except _ApiError as error:
                 return error.response()
 
-        return Route(path, endpoint, methods=["GET"])
+        return Route(path, endpoint, methods=[method])
 
     def error(self, status: int, message: str, code: str) -> _ApiError:
         """The documented envelope; ids are counters so responses stay deterministic."""

@@ -39,6 +39,7 @@ from pms_cli.sandbox.common import (
     SystemClock,
 )
 from pms_cli.sandbox.server import MountedSandbox, SandboxOptions
+from pms_cli.sandbox.webhook_sender import WebhookSender, dumps
 
 __all__ = [
     "CHANNELS",
@@ -144,6 +145,9 @@ class SmoobuSandbox:
         self.clock = self.config.clock
         self.stats = RequestStats()
         self.webhooks: list[Json] = []
+        #: The account's one "Webhook URL" (Settings → Developer); None: nothing is sent.
+        self.webhook_url: str | None = None
+        self.sender = WebhookSender()
         fake = FakeData(self.config.seed)
         self.apartments: dict[int, Json] = {}
         apartment_id = 123_456
@@ -296,7 +300,10 @@ class SmoobuSandbox:
     # ------------------------------------------------------------------ mutations (for tests)
 
     def _event(self, action: str, res: Json) -> None:
-        self.webhooks.append({"action": action, "user": SANDBOX_USER["id"], "data": dict(res)})
+        payload = {"action": action, "user": SANDBOX_USER["id"], "data": dict(res)}
+        self.webhooks.append(payload)
+        if self.webhook_url:  # no signature exists: the URL (with its token) is all there is
+            self.sender.queue(self.webhook_url, dumps(payload))
 
     def modify_bookings(self, n: int) -> list[int]:
         """Alter price and party size of ``n`` live bookings now; return their ids."""

@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 from pms_cli.config import Settings
-from pms_cli.errors import ConfigError
 from pms_cli.stores.base import Connection, Store, SyncRun
 
 __all__ = ["Connection", "Store", "SyncRun", "open_store"]
 
 
 def open_store(settings: Settings) -> Store:
-    """Supabase when configured (not yet available), else Postgres, else SQLite."""
+    """Supabase when configured, else Postgres, else SQLite."""
     if settings.supabase_url or settings.supabase_service_key:
-        raise ConfigError(
-            "the Supabase store is not available in this version",
-            hint="Use the Supabase database's Postgres URL as PMS_DATABASE_URL (Settings → "
-            "Database → Connection string) after `pms db migrate`, or unset PMS_SUPABASE_URL.",
-            code="store_unsupported",
-        )
+        from pms_cli.stores.supabase import SupabaseStore
+
+        return SupabaseStore.from_settings(settings)
     if settings.database_url is not None:
         from pms_cli.stores.postgres import PostgresStore
 

@@ -51,6 +51,28 @@ class SyncRun:
     owner: str | None = None
 
 
+@dataclass
+class WebhookEventRow:
+    """One row of the ``pms_webhook_events`` inbox: a verified delivery waiting to be applied.
+
+    ``status``: pending → processing (leased until ``next_attempt_at``) → done, or retry (due
+    again at ``next_attempt_at``), failed (cannot ever apply), ignored (nothing to apply),
+    invalid (authenticated but unparseable; kept for inspection).
+    """
+
+    id: str
+    provider: str
+    connection_id: str
+    organization_id: str
+    dedupe_key: str
+    payload: Any
+    received_at: datetime
+    status: str = "pending"
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    error: str | None = None
+
+
 class Store(Protocol):
     """Persistence for connections, synced rows, cursors, the sync log, locks and the inbox."""
 
@@ -108,3 +130,43 @@ class Store(Protocol):
     def token_cache_get(self, key: str) -> tuple[bytes, float | None] | None: ...
     def token_cache_put(self, key: str, ciphertext: bytes, expires_at: float | None) -> None: ...
     def token_cache_delete(self, key: str) -> None: ...
+
+    # webhook inbox (see pms_cli/webhooks)
+    def inbox_add(self, event: WebhookEventRow) -> bool:
+        """Insert unless (connection_id, dedupe_key) exists; True when the event is new."""
+
+    def inbox_claim(
+        self, now: datetime, lease_until: datetime, limit: int
+    ) -> list[WebhookEventRow]:
+        """Lease up to ``limit`` due events (pending, retry due, or processing with an expired
+        lease), oldest first: they become ``processing`` until ``lease_until``."""
+
+    def inbox_mark(
+        self,
+        ids: Sequence[str],
+        status: str,
+        *,
+        next_attempt_at: datetime | None = None,
+        error: str | None = None,
+        attempted: bool = True,
+    ) -> None:
+        """Set the outcome of claimed events (``attempted`` adds one to ``attempts``)."""
+
+    def inbox_recover(self) -> int:
+        """Make every ``processing`` event pending again (a receiver restarting after a crash)."""
+
+    def inbox_list(
+        self,
+        connection_id: str | None = None,
+        statuses: Sequence[str] | None = None,
+        limit: int = 20,
+    ) -> list[WebhookEventRow]:
+        """Inbox rows, newest first."""
+
+    def inbox_counts(self, connection_id: str | None = None) -> dict[str, int]:
+        """Number of inbox rows per status."""
+
+    def mark_deleted(
+        self, connection_id: str, kind: Kind, external_ids: Sequence[str], now: datetime
+    ) -> int:
+        """Set ``deleted_at`` on these rows (a webhook refetch found them gone upstream)."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pms_cli.stores.schema import SCHEMA_VERSION, TABLES, ddl
+from pms_cli.stores.schema import SCHEMA_VERSION, TABLES_V1, ddl_jobs, ddl_v1
 
 VERSION_TABLE = "pms_schema_version"
 
@@ -82,7 +82,7 @@ def _policy(table: str, using: str) -> list[str]:
 
 def _rls_statements() -> list[str]:
     out = [_CURRENT_ORG]
-    for table in (*(t.name for t in TABLES), VERSION_TABLE):
+    for table in (*(t.name for t in TABLES_V1), VERSION_TABLE):
         out.append(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
     for table in _ORG_TABLES:
         out += _policy(table, "organization_id = pms_current_org()")
@@ -111,11 +111,24 @@ def _v1() -> Step:
     return Step(
         1,
         "pms tables, indexes, row-level security and organization policies",
-        (*ddl("postgres"), *_rls_statements()),
+        (*ddl_v1("postgres"), *_rls_statements()),
     )
 
 
-STEPS: list[Step] = [_v1()]
+def _v2() -> Step:
+    # Job rows name a connection and carry its organization: readers see their own org's queue.
+    return Step(
+        2,
+        "pms_jobs: the queue `pms worker` processes pull connection syncs from",
+        (
+            *ddl_jobs("postgres"),
+            "ALTER TABLE pms_jobs ENABLE ROW LEVEL SECURITY",
+            *_policy("pms_jobs", "organization_id = pms_current_org()"),
+        ),
+    )
+
+
+STEPS: list[Step] = [_v1(), _v2()]
 
 _VERSION_DDL = (
     f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (\n"

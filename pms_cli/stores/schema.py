@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # logical type → (sqlite, postgres)
 TYPES = {
@@ -236,7 +236,33 @@ LOCKS = Table(
     ("connection_id",),
 )
 
-TABLES = (
+JOBS = Table(
+    "pms_jobs",
+    (
+        ("id", "text", "NOT NULL"),
+        ("connection_id", "text", "NOT NULL"),
+        ("organization_id", "text", "NOT NULL"),
+        ("kind", "text", "NOT NULL"),  # sync | full
+        ("status", "text", "NOT NULL"),  # queued | running | succeeded | partial | failed
+        # Scheduling times are epoch seconds (as pms_locks.expires_at): both dialects compare
+        # them as numbers, and every worker of a fleet reads them against its own clock.
+        ("not_before", "real", "NOT NULL"),
+        ("lease_owner", "text", ""),
+        ("lease_expires_at", "real", ""),
+        ("attempts", "int", "NOT NULL DEFAULT 0"),
+        ("max_attempts", "int", "NOT NULL DEFAULT 5"),
+        ("last_error", "text", ""),
+        ("result", "json", ""),
+        ("created_at", "ts", "NOT NULL"),
+        ("updated_at", "ts", "NOT NULL"),
+        ("finished_at", "ts", ""),
+    ),
+    ("id",),
+    (("status", "not_before"), ("connection_id", "finished_at")),
+)
+
+# Version 1 of the schema, frozen: the v1 migration step must never change.
+TABLES_V1 = (
     CONNECTIONS,
     PROPERTY_MAPPINGS,
     SYNC_LOG,
@@ -249,15 +275,35 @@ TABLES = (
     LOCKS,
 )
 
+TABLES = (*TABLES_V1, JOBS)
+
+# At most one queued or running job per connection: enqueueing is idempotent across a fleet,
+# and a connection is never handed to two workers at once.
+JOBS_ACTIVE_UNIQUE = (
+    "CREATE UNIQUE INDEX IF NOT EXISTS pms_jobs_active_uq ON pms_jobs (connection_id) "
+    "WHERE status IN ('queued', 'running')"
+)
+
 DATA_TABLES = {"property": PROPERTIES, "booking": BOOKINGS, "guest": GUESTS}
 
 
-def ddl(dialect: str) -> list[str]:
+def ddl_v1(dialect: str) -> list[str]:
+    """The version-1 schema (frozen; the v1 migration step replays exactly this)."""
     statements: list[str] = []
-    for table in TABLES:
+    for table in TABLES_V1:
         statements.extend(table.ddl(dialect))
     statements.append(
         "CREATE UNIQUE INDEX IF NOT EXISTS pms_webhook_events_dedupe_uq "
         "ON pms_webhook_events (connection_id, dedupe_key)"
     )
     return statements
+
+
+def ddl_jobs(dialect: str) -> list[str]:
+    """Version 2: the `pms worker` job queue."""
+    return [*JOBS.ddl(dialect), JOBS_ACTIVE_UNIQUE]
+
+
+def ddl(dialect: str) -> list[str]:
+    """The whole current schema (SQLite creates it on open; Postgres replays the steps)."""
+    return [*ddl_v1(dialect), *ddl_jobs(dialect)]

@@ -17,8 +17,8 @@ from decimal import Decimal
 from typing import Any
 
 from pms_cli.models import AnyRecord, Kind
-from pms_cli.stores.base import Connection, SyncRun
-from pms_cli.stores.schema import CONNECTIONS, DATA_TABLES, SYNC_LOG, Table
+from pms_cli.stores.base import Connection, SyncRun, WebhookEventRow
+from pms_cli.stores.schema import CONNECTIONS, DATA_TABLES, SYNC_LOG, WEBHOOK_EVENTS, Table
 
 HOST = socket.gethostname()
 
@@ -145,6 +145,7 @@ class SqlStore:
                 "pms_property_mappings",
                 "pms_sync_state",
                 "pms_webhook_events",
+                "pms_jobs",
             ):
                 cur.execute(f"DELETE FROM {table} WHERE connection_id = {self.ph}", [connection_id])
                 removed[table] = max(cur.rowcount, 0)
@@ -375,6 +376,124 @@ class SqlStore:
     def token_cache_delete(self, key: str) -> None:
         with self._tx() as cur:
             cur.execute(f"DELETE FROM pms_token_cache WHERE key = {self.ph}", [key])
+
+    # --- webhook inbox --------------------------------------------------------------------
+
+    def inbox_add(self, event: WebhookEventRow) -> bool:
+        """Insert-or-ignore on the (connection_id, dedupe_key) unique index."""
+        cols = WEBHOOK_EVENTS.column_names
+        sql = (
+            f"INSERT INTO {WEBHOOK_EVENTS.name} ({', '.join(cols)}) "
+            f"VALUES ({', '.join([self.ph] * len(cols))}) "
+            "ON CONFLICT (connection_id, dedupe_key) DO NOTHING"
+        )
+        with self._tx() as cur:
+            cur.execute(sql, self._row_values(WEBHOOK_EVENTS, vars(event)))
+            return bool(cur.rowcount == 1)
+
+    def inbox_claim(
+        self, now: datetime, lease_until: datetime, limit: int
+    ) -> list[WebhookEventRow]:
+        ph = self.ph
+        ts_now = self.adapt("ts", now)
+        # Postgres: concurrent receivers skip each other's rows instead of waiting on them.
+        lock = " FOR UPDATE SKIP LOCKED" if self.dialect == "postgres" else ""
+        with self._tx() as cur:
+            cur.execute(
+                f"SELECT {', '.join(WEBHOOK_EVENTS.column_names)} FROM {WEBHOOK_EVENTS.name} "
+                "WHERE (status = 'pending' AND (next_attempt_at IS NULL "
+                f"OR next_attempt_at <= {ph})) "
+                f"OR (status IN ('retry', 'processing') AND next_attempt_at <= {ph}) "
+                f"ORDER BY received_at, id LIMIT {int(limit)}{lock}",
+                [ts_now, ts_now],
+            )
+            rows = [WebhookEventRow(**self._restore_row(WEBHOOK_EVENTS, r)) for r in cur.fetchall()]
+            if rows:
+                cur.executemany(
+                    f"UPDATE {WEBHOOK_EVENTS.name} SET status = 'processing', "
+                    f"next_attempt_at = {ph} WHERE id = {ph}",
+                    [[self.adapt("ts", lease_until), r.id] for r in rows],
+                )
+        for r in rows:
+            r.status, r.next_attempt_at = "processing", lease_until
+        return rows
+
+    def inbox_mark(
+        self,
+        ids: Sequence[str],
+        status: str,
+        *,
+        next_attempt_at: datetime | None = None,
+        error: str | None = None,
+        attempted: bool = True,
+    ) -> None:
+        if not ids:
+            return
+        ph = self.ph
+        bump = " + 1" if attempted else ""
+        with self._tx() as cur:
+            cur.executemany(
+                f"UPDATE {WEBHOOK_EVENTS.name} SET status = {ph}, next_attempt_at = {ph}, "
+                f"error = {ph}, attempts = attempts{bump} WHERE id = {ph}",
+                [[status, self.adapt("ts", next_attempt_at), error, i] for i in ids],
+            )
+
+    def inbox_recover(self) -> int:
+        with self._tx() as cur:
+            cur.execute(
+                f"UPDATE {WEBHOOK_EVENTS.name} SET status = 'pending', next_attempt_at = NULL "
+                "WHERE status = 'processing'"
+            )
+            return max(int(cur.rowcount), 0)
+
+    def inbox_list(
+        self,
+        connection_id: str | None = None,
+        statuses: Sequence[str] | None = None,
+        limit: int = 20,
+    ) -> list[WebhookEventRow]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if connection_id:
+            clauses.append(f"connection_id = {self.ph}")
+            params.append(connection_id)
+        if statuses:
+            clauses.append(f"status IN ({', '.join([self.ph] * len(statuses))})")
+            params.extend(statuses)
+        rows = self._select(
+            WEBHOOK_EVENTS,
+            " AND ".join(clauses),
+            params,
+            f"ORDER BY received_at DESC, id DESC LIMIT {int(limit)}",
+        )
+        return [WebhookEventRow(**r) for r in rows]
+
+    def inbox_counts(self, connection_id: str | None = None) -> dict[str, int]:
+        where, params = "", []
+        if connection_id:
+            where, params = f" WHERE connection_id = {self.ph}", [connection_id]
+        with self._tx() as cur:
+            cur.execute(
+                f"SELECT status, count(*) FROM {WEBHOOK_EVENTS.name}{where} GROUP BY status",
+                params,
+            )
+            return {str(r[0]): int(r[1]) for r in cur.fetchall()}
+
+    def mark_deleted(
+        self, connection_id: str, kind: Kind, external_ids: Sequence[str], now: datetime
+    ) -> int:
+        if not external_ids:
+            return 0
+        table = DATA_TABLES[kind].name
+        ph = self.ph
+        with self._tx() as cur:
+            cur.execute(
+                f"UPDATE {table} SET deleted_at = {ph}, synced_at = {ph} "
+                f"WHERE connection_id = {ph} AND deleted_at IS NULL "
+                f"AND external_id IN ({', '.join([ph] * len(external_ids))})",
+                [self.adapt("ts", now), self.adapt("ts", now), connection_id, *external_ids],
+            )
+            return max(int(cur.rowcount), 0)
 
 
 def json_default(value: Any) -> Any:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pms_cli.errors import ConfigError, LockedError, PmsError
+from pms_cli.errors import AuthError, ConfigError, LockedError, PmsError
 from pms_cli.http.paginate import Raw
 from pms_cli.models import AnyRecord, Kind
 from pms_cli.providers import get_provider
@@ -243,7 +243,10 @@ class SyncEngine:
         except PmsError as exc:
             result.error = {**exc.to_dict(), "exit_code": exc.exit_code}
             done = any(r.status == "succeeded" for r in result.resources.values())
-            result.status = "partial" if done and not isinstance(exc, LockedError) else "failed"
+            # Rejected credentials or bad config fail the run outright (exit 3 / 2): the user
+            # must act, even if an earlier resource got through.
+            user_must_act = isinstance(exc, LockedError | ConfigError | AuthError)
+            result.status = "partial" if done and not user_must_act else "failed"
             if isinstance(exc, LockedError):
                 result.status = "locked"
         except (asyncio.CancelledError, KeyboardInterrupt):

@@ -18,6 +18,10 @@ from pms_cli.stores.base import Store
 from pms_cli.stores.postgres import PostgresStore
 from pms_cli.stores.schema import TABLES
 from pms_cli.stores.sqlite import SqliteStore
+from tests.stores.postgrest_double import DoubleBackedStore, PostgrestDouble
+
+# Not a real key: the double checks that the store sends exactly this one.
+DOUBLE_SERVICE_KEY = "sb_secret_double-0123456789abcdef"
 
 
 @pytest.fixture(scope="session")
@@ -63,11 +67,39 @@ def pg_store(pg_migrated_url: str) -> Iterator[PostgresStore]:
     store.close()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(scope="session")
+def postgrest_double(pg_migrated_url: str) -> Iterator[PostgrestDouble]:
+    """The PostgREST test double over the migrated test database (in-process transport)."""
+    double = PostgrestDouble(pg_migrated_url, DOUBLE_SERVICE_KEY)
+    yield double
+    double.close()
+
+
+@pytest.fixture
+def supabase_store(
+    postgrest_double: PostgrestDouble, pg_migrated_url: str
+) -> Iterator[DoubleBackedStore]:
+    truncate_all(pg_migrated_url)
+    postgrest_double.log.clear()
+    postgrest_double.faults.clear()
+    store = postgrest_double.store()
+    yield store
+    store.close()
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("supabase", marks=pytest.mark.postgres),
+    ]
+)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     if request.param == "sqlite":
         sqlite = SqliteStore(tmp_path / "store.sqlite3")
         yield sqlite
         sqlite.close()
-    else:
+    elif request.param == "postgres":
         yield request.getfixturevalue("pg_store")
+    else:
+        yield request.getfixturevalue("supabase_store")

@@ -81,13 +81,13 @@ def test_migration_sql_is_one_transaction_covering_every_table() -> None:
 def test_migrate_creates_the_schema_and_a_second_run_changes_nothing(fresh_db: str) -> None:
     store = PostgresStore(fresh_db, check_schema=False)
     assert store.schema_version() is None
-    assert store.migrate() == [1]
+    assert store.migrate() == [1, 2]
     first = snapshot(fresh_db)
     assert store.migrate() == []
     assert snapshot(fresh_db) == first
     assert store.schema_version() == SCHEMA_VERSION
     store.close()
-    assert [r[0] for r in first["versions"]] == [1]
+    assert [r[0] for r in first["versions"]] == [1, 2]
     assert all(row[1] and not row[2] for row in first["rls"]), first["rls"]
     assert {r[0] for r in first["rls"]} == set(ALL_TABLES)
     PostgresStore(fresh_db).close()  # opens without complaint now
@@ -116,15 +116,15 @@ def test_an_older_database_gets_only_the_new_steps(
     fresh_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = PostgresStore(fresh_db, check_schema=False)
-    assert store.migrate() == [1]
+    assert store.migrate() == [1, 2]
     store.upsert_records(_conn(store, "c1", "org-a"), "booking", [_booking(1)], T0)
-    v2 = migrations.Step(
-        2, "bookings.notes", ("ALTER TABLE pms_bookings ADD COLUMN IF NOT EXISTS notes text",)
+    v3 = migrations.Step(
+        3, "bookings.notes", ("ALTER TABLE pms_bookings ADD COLUMN IF NOT EXISTS notes text",)
     )
-    monkeypatch.setattr(migrations, "STEPS", [*migrations.STEPS, v2])
-    assert store.migrate() == [2]
+    monkeypatch.setattr(migrations, "STEPS", [*migrations.STEPS, v3])
+    assert store.migrate() == [3]
     assert store.migrate() == []
-    assert store.schema_version() == 2
+    assert store.schema_version() == 3
     assert store.counts("c1")["booking"] == 1  # data kept across the upgrade
     with psycopg.connect(fresh_db) as conn:
         assert conn.execute("SELECT notes FROM pms_bookings").fetchall() == [(None,)]
@@ -144,7 +144,7 @@ def test_concurrent_migrations_apply_once(fresh_db: str) -> None:
         t.start()
     for t in threads:
         t.join()
-    assert sorted(results) == [[], [], [1]]
+    assert sorted(results) == [[], [], [1, 2]]
 
 
 # --- opening: unreachable, missing or outdated schema --------------------------------------
@@ -299,7 +299,7 @@ def test_rls_scopes_a_reader_role_to_its_organization(
     with psycopg.connect(reader_url, autocommit=True) as reader:
         nothing = visible(reader)  # no organization set: no tenant rows at all
         assert all(not rows for t, rows in nothing.items() if t != migrations.VERSION_TABLE)
-        assert nothing[migrations.VERSION_TABLE] == {"1"}
+        assert nothing[migrations.VERSION_TABLE] == {"1", "2"}
 
         reader.execute("SET pms.organization_id = 'org-a'")
         seen = visible(reader)

@@ -1,0 +1,263 @@
+"""The receiver: ``POST /webhooks/{provider}/{connection_id}`` and ``GET /healthz``.
+
+Order of work for a delivery, each step before the next:
+
+1. body size capped while reading (413), connection looked up, secrets loaded;
+2. ``spec.verify`` on the raw bytes — any failure is 401 with the same body whatever the
+   reason (unknown connection, missing/wrong secret, bad signature, stale timestamp), counted by
+   reason in ``metrics``; no detail leaves the process;
+3. JSON decoded and the changes named (400 on garbage, kept as an ``invalid`` inbox row);
+4. one inbox row per change, insert-or-ignore on the provider's event identity — committed
+   **before** the 2xx; a store failure answers 503 so the provider redelivers.
+
+The applier runs beside it (lifespan); on start it replays whatever a crash left in the inbox.
+The access log is off on purpose: Smoobu's URL carries its token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import SecretStr
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from pms_cli.errors import PmsError
+from pms_cli.redact import redact_text, register_secret
+from pms_cli.stores.base import Connection, Store, WebhookEventRow
+from pms_cli.sync.session import Runtime
+from pms_cli.webhooks import secrets as webhook_secrets
+from pms_cli.webhooks import specs
+from pms_cli.webhooks.applier import Applier, ApplierOptions
+from pms_cli.webhooks.base import Delivery, Parsed, Rejected, WebhookSpec
+
+log = logging.getLogger("pms.webhooks")
+
+MAX_BODY_BYTES = 1_048_576
+INVALID_EXCERPT = 2_000
+
+
+@dataclass
+class ReceiverOptions:
+    max_body_bytes: int = MAX_BODY_BYTES
+    apply: bool = True
+    """Run the applier in this process (a second receiver on the same store may set False)."""
+    secret_ttl_seconds: float = 30.0
+    """Secrets are re-read after this long: a rotated token is accepted within 30 s."""
+    shutdown_grace_seconds: float = 10.0
+    applier: ApplierOptions = field(default_factory=ApplierOptions)
+
+
+class _SecretCache:
+    """Connections and their webhook secrets, re-read after ``ttl`` (rotations apply soon)."""
+
+    def __init__(self, store: Store, env: Mapping[str, str], ttl: float) -> None:
+        self.store, self.env, self.ttl = store, env, ttl
+        self._entries: dict[str, tuple[float, Connection, dict[str, SecretStr]]] = {}
+
+    async def get(self, connection_id: str) -> tuple[Connection, dict[str, SecretStr]] | None:
+        hit = self._entries.get(connection_id)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1], hit[2]
+        conn = await asyncio.to_thread(self.store.get_connection, connection_id)
+        if conn is None:
+            return None
+        secrets = await asyncio.to_thread(webhook_secrets.load, conn, self.env)
+        for value in secrets.values():
+            register_secret(value.get_secret_value())  # masked in any later log line
+        self._entries[connection_id] = (time.monotonic() + self.ttl, conn, secrets)
+        return conn, secrets
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+UNAUTHORIZED = 401
+
+
+class Receiver:
+    """State of one receiver process: store, secrets cache, counters, the applier."""
+
+    def __init__(self, store: Store, runtime: Runtime, options: ReceiverOptions) -> None:
+        self.store = store
+        self.runtime = runtime
+        self.options = options
+        self.metrics: Counter[str] = Counter()
+        self.secrets = _SecretCache(store, runtime.env, options.secret_ttl_seconds)
+        self.applier = Applier(store, runtime, options.applier)
+        self.specs = specs()
+
+    # --- request handling ---------------------------------------------------------------
+
+    async def receive(self, request: Request) -> Response:
+        spec = self.specs.get(request.path_params["provider"])
+        if spec is None:
+            self.metrics["rejected.unknown_provider"] += 1
+            return _error(404, "not found")
+        body = await self._read_body(request)
+        if body is None:
+            self.metrics["rejected.oversized"] += 1
+            return _error(413, "payload too large")
+        delivery = Delivery(
+            body=body,
+            headers={k.lower(): v for k, v in request.headers.items()},
+            query=dict(request.query_params),
+        )
+        found = await self.secrets.get(request.path_params["connection_id"])
+        try:
+            if found is None:
+                raise Rejected("unknown_connection")
+            conn, secrets = found
+            if conn.provider != spec.provider or conn.status == "disconnected":
+                raise Rejected("unknown_connection")
+            spec.verify(delivery, secrets, self.runtime.clock.time())
+        except Rejected as verdict:
+            self.metrics[f"rejected.{verdict.reason}"] += 1
+            log.info("webhook rejected: provider=%s reason=%s", spec.provider, verdict.reason)
+            return _error(UNAUTHORIZED, "unauthorized")
+        try:
+            return await self._accept(spec, conn, delivery)
+        except PmsError as exc:
+            self.metrics["store_errors"] += 1
+            log.warning("webhook not stored (will be redelivered): %s", redact_text(exc.message))
+            return _error(503, "try again later")
+
+    async def _read_body(self, request: Request) -> bytes | None:
+        limit = self.options.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _accept(self, spec: WebhookSpec, conn: Connection, delivery: Delivery) -> Response:
+        now = datetime.fromtimestamp(self.runtime.clock.time(), UTC)
+        try:
+            body = spec.json_body(delivery)
+            parsed: Parsed = spec.parse(body, delivery)
+            key = spec.dedupe_key(body, delivery)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            self.metrics["rejected.malformed"] += 1
+            await self._store_invalid(spec, conn, delivery, now, type(exc).__name__)
+            return _error(400, "bad request")
+        rows = self._rows(spec, conn, body, parsed, key, now)
+        new = 0
+        for row in rows:
+            if await asyncio.to_thread(self.store.inbox_add, row):
+                new += 1
+        self.metrics["accepted"] += 1
+        self.metrics["duplicates"] += len(rows) - new
+        if parsed.ignored:
+            self.metrics["ignored"] += 1
+        if new:
+            self.applier.wake.set()
+        return JSONResponse({"ok": True})
+
+    def _rows(
+        self,
+        spec: WebhookSpec,
+        conn: Connection,
+        body: Any,
+        parsed: Parsed,
+        key: str,
+        now: datetime,
+    ) -> list[WebhookEventRow]:
+        def row(dedupe: str, payload: dict[str, Any], status: str) -> WebhookEventRow:
+            return WebhookEventRow(
+                id=str(uuid.uuid4()),
+                provider=spec.provider,
+                connection_id=conn.id,
+                organization_id=conn.organization_id,
+                dedupe_key=dedupe,
+                payload=payload,
+                received_at=now,
+                status=status,
+            )
+
+        if not parsed.changes:
+            return [row(key, {"body": body, "ignored": parsed.ignored}, "ignored")]
+        many = len(parsed.changes) > 1
+        return [
+            row(
+                f"{key}#{i}" if many else key,
+                {"body": body, "change": change.as_dict()},
+                "pending",
+            )
+            for i, change in enumerate(parsed.changes)
+        ]
+
+    async def _store_invalid(
+        self, spec: WebhookSpec, conn: Connection, delivery: Delivery, now: datetime, why: str
+    ) -> None:
+        # Authenticated but unusable: kept (bounded, redacted) so someone can look at it.
+        text = redact_text(delivery.body[:INVALID_EXCERPT].decode("utf-8", "replace"))
+        row = WebhookEventRow(
+            id=str(uuid.uuid4()),
+            provider=spec.provider,
+            connection_id=conn.id,
+            organization_id=conn.organization_id,
+            dedupe_key=f"invalid:{uuid.uuid4()}",
+            payload={"excerpt": text},
+            received_at=now,
+            status="invalid",
+            error=f"unparseable delivery ({why})",
+        )
+        with contextlib.suppress(PmsError):
+            await asyncio.to_thread(self.store.inbox_add, row)
+
+    async def healthz(self, request: Request) -> Response:
+        return JSONResponse({"ok": True, "metrics": dict(sorted(self.metrics.items()))})
+
+    # --- lifespan -----------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        task: asyncio.Task[None] | None = None
+        if self.options.apply:
+            replayed = await asyncio.to_thread(self.store.inbox_recover)
+            if replayed:
+                log.info("webhook inbox: replaying %d events left by a stopped receiver", replayed)
+            task = asyncio.create_task(self.applier.run(stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            if task is not None:
+                # Let the batch in hand finish; one stuck behind a provider's backoff is
+                # cancelled instead: its leased rows are replayed on the next start.
+                with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                    await asyncio.wait_for(task, self.options.shutdown_grace_seconds)
+            await self.applier.aclose()
+
+
+def create_app(store: Store, runtime: Runtime, options: ReceiverOptions | None = None) -> Starlette:
+    """The ASGI app; ``app.state.receiver`` holds the metrics and the applier."""
+    receiver = Receiver(store, runtime, options or ReceiverOptions())
+    app = Starlette(
+        routes=[
+            Route("/webhooks/{provider}/{connection_id}", receiver.receive, methods=["POST"]),
+            Route("/healthz", receiver.healthz, methods=["GET"]),
+        ],
+        lifespan=receiver.lifespan,
+    )
+    app.state.receiver = receiver
+    return app
