@@ -8,6 +8,7 @@ base URL. State lives in memory on a :class:`HostawaySandbox`; tests drive time 
 from __future__ import annotations
 
 import base64
+import bisect
 import hmac
 import itertools
 import json
@@ -118,6 +119,7 @@ _CANCELLATION_POLICY_KEYS = (
     "marriottCancellationPolicy",
 )
 _DAY = 86_400.0
+_PAGING = frozenset({"limit", "offset", "afterId"})
 
 
 @dataclass
@@ -190,6 +192,7 @@ class HostawaySandbox:
         self._ip_limiter = self._limiter(self.config.rate_limit_ip)
         self._account_limiter = self._limiter(self.config.rate_limit_account)
         self._app: Starlette | None = None
+        self._sort_cache: tuple[Any, list[Json], list[tuple[str, int]]] | None = None
         #: Unified webhooks (``/v1/webhooks/unifiedWebhooks``); deliveries queue in ``sender``.
         self.unified_webhooks: dict[int, Json] = {}
         self.sender = WebhookSender()
@@ -563,11 +566,7 @@ class HostawaySandbox:
         def key(res: Json) -> tuple[str, int]:
             return (res[field_name], res["id"])
 
-        items = sorted(
-            filter(_reservation_filter(request), self.reservations.values()),
-            key=key,
-            reverse=descending,
-        )
+        items, keys = self._sorted_reservations(request, key, descending)
         start = None
         after_id = _int_param(request, "afterId")
         if after_id is not None:
@@ -578,14 +577,37 @@ class HostawaySandbox:
             # modified mid-walk move, exactly the drift the docs warn about.
             anchor_key = key(anchor)
             if descending:
-                start = sum(1 for res in items if key(res) >= anchor_key)
+                start = len(keys) - bisect.bisect_left(keys, anchor_key)
             else:
-                start = sum(1 for res in items if key(res) <= anchor_key)
+                start = bisect.bisect_right(keys, anchor_key)
         include = _int_param(request, "includeResources") == 1
         with_policy = _int_param(request, "includeCancellationPolicy") == 1
         page = self._page(request, items, default_limit=self.config.default_limit, start=start)
         page["result"] = [_present(res, include, with_policy) for res in page["result"]]
         return JSONResponse(page)
+
+    def _sorted_reservations(
+        self, request: Request, key: Callable[[Json], tuple[str, int]], descending: bool
+    ) -> tuple[list[Json], list[tuple[str, int]]]:
+        """Filtered + sorted reservations and their ascending keys, cached between pages.
+
+        Without the cache every page re-filters and re-sorts the whole account, which makes a
+        100k-booking walk quadratic. Any mutation changes the count or the newest ``updatedOn``,
+        which is part of the cache key.
+        """
+        query = tuple(
+            sorted((k, v) for k, v in request.query_params.multi_items() if k not in _PAGING)
+        )
+        newest = max((r["updatedOn"] for r in self.reservations.values()), default="")
+        cache_key = (query, len(self.reservations), newest)
+        if self._sort_cache is None or self._sort_cache[0] != cache_key:
+            ascending = sorted(
+                filter(_reservation_filter(request), self.reservations.values()), key=key
+            )
+            keys = [key(r) for r in ascending]
+            items = ascending[::-1] if descending else ascending
+            self._sort_cache = (cache_key, items, keys)
+        return self._sort_cache[1], self._sort_cache[2]
 
     async def _get_reservation(self, request: Request) -> Response:
         res = self.reservations.get(request.path_params["item_id"])

@@ -90,3 +90,24 @@ def test_wrong_credentials_fail_with_exit_3_and_a_provider_specific_hint(harness
         asyncio.run(check())
     assert info.value.exit_code == 3
     assert cls.title in info.value.hint or cls.name in info.value.hint.lower()
+
+
+def test_dates_stay_local_and_timestamps_are_utc(harness: Harness) -> None:
+    """Check-in/out are the provider's local calendar dates (never shifted through a timezone
+    conversion); every timestamp is aware UTC; a property's timezone is kept when given."""
+    import datetime as dt
+
+    harness.sync()
+    for row in harness.store.fetch_rows("booking", harness.conn.id):
+        for field in ("check_in", "check_out"):
+            value = row[field]
+            assert value is None or type(value) is dt.date
+        if row["check_in"] and row["check_out"]:
+            assert row["check_out"] >= row["check_in"]
+    for row in harness.store.fetch_rows("property", harness.conn.id):
+        assert row["synced_at"].utcoffset() == dt.timedelta(0)
+        tz = row["timezone"]
+        if tz is not None:
+            from zoneinfo import ZoneInfo
+
+            ZoneInfo(tz)  # a real IANA name, kept as the provider sent it

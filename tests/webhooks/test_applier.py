@@ -141,14 +141,17 @@ def test_a_provider_outage_is_retried_with_growing_backoff(rig_factory: Any) -> 
     rig.deliver()
     inner = rig.runtime.transport
     rig.runtime.transport = httpx.MockTransport(lambda r: httpx.Response(503))
+    # Fixed jitter: with random jitter (50-100 %) consecutive delays may legitimately shrink.
+    rig.receiver.applier.rng = random.Random(0)
+    rig.receiver.applier.rng.random = lambda: 0.5  # type: ignore[method-assign]
     delays = []
     for _ in range(3):
-        before = rig.receiver.applier._now()
         rig.apply()
         (row,) = rig.store.inbox_list()
         assert row.status == "retry"
         assert row.error and row.error.startswith("provider_unavailable")
-        delays.append((row.next_attempt_at - before).total_seconds())
+        # Measured after apply: the HTTP client's own retries advance the fake clock too.
+        delays.append((row.next_attempt_at - rig.receiver.applier._now()).total_seconds())
         rig.clock.advance(delays[-1] + 1)
     assert delays[0] < delays[1] < delays[2]
     rig.runtime.transport = inner
