@@ -39,6 +39,10 @@ class SyncSettings(BaseModel):
     lag_minutes: int = Field(10, ge=0, description="re-read window for incremental syncs")
     batch_size: int = Field(500, ge=1, le=10_000)
     lock_ttl_seconds: int = Field(3600, ge=10)
+    # 0 = every run (new guests/apartments appear at once); >0 trades freshness for requests.
+    refresh_hours: float = Field(
+        0.0, ge=0, description="re-read resources without a modified-since filter this often"
+    )
 
 
 class HttpSettings(BaseModel):

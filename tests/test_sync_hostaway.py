@@ -186,3 +186,21 @@ def test_base_url_comes_from_the_connection_then_env_then_config(
     monkeypatch.setenv("PMS_HOSTAWAY_BASE_URL", "http://env/v1")
     assert Hostaway.resolve_base_url(None, "http://config/v1") == "http://env/v1"
     assert Hostaway.resolve_base_url("http://conn/v1", "http://config/v1") == "http://conn/v1"
+
+
+def test_resources_without_a_filter_are_skipped_until_their_refresh_is_due(
+    tmp_path: Path, clock: SharedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PMS_SYNC__REFRESH_HOURS", "24")
+    h = Harness("smoobu", tmp_path, clock, listings=4, reservations=30)
+    first = h.sync()
+    assert first.resources["properties"].status == "succeeded"
+    clock.advance(3600)
+    second = h.sync()
+    assert second.resources["properties"].status == "fresh"
+    assert second.resources["guests"].status == "fresh"
+    assert second.requests == 1  # only the bookings page
+    clock.advance(24 * 3600)
+    third = h.sync()
+    assert third.resources["properties"].status == "succeeded"
+    assert h.sync(full=True).resources["guests"].status == "succeeded"

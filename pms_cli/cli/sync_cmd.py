@@ -130,6 +130,7 @@ def _status(status: str) -> str:
         "running": "cyan",
         "locked": "magenta",
         "interrupted": "red",
+        "fresh": "dim",
     }.get(status, "white")
     return f"[{color}]{status}[/]"
 

@@ -37,7 +37,7 @@ class SyncOptions:
 @dataclass
 class ResourceResult:
     resource: str
-    status: str = "pending"  # pending | running | succeeded | partial | failed
+    status: str = "pending"  # pending | running | succeeded | fresh (not due) | partial | failed
     pages: int = 0
     fetched: int = 0
     written: dict[str, int] = field(default_factory=dict)
@@ -348,11 +348,24 @@ class SyncEngine:
         requests_before = adapter.http.stats.requests
         run_start = self._now()
         since = options.since
-        if since is None and not options.full and resource.incremental:
+        cursor = None
+        if since is None and not options.full:
             cursor = await self._store(self.store.get_cursor, conn.id, resource.name)
-            if cursor:
-                lag = timedelta(minutes=self.runtime.settings.sync.lag_minutes)
-                since = datetime.fromisoformat(cursor) - lag
+        if cursor and resource.incremental:
+            lag = timedelta(minutes=self.runtime.settings.sync.lag_minutes)
+            since = datetime.fromisoformat(cursor) - lag
+        refresh = timedelta(hours=self.runtime.settings.sync.refresh_hours)
+        if (
+            cursor
+            and not resource.incremental
+            and run_start - datetime.fromisoformat(cursor) < refresh
+        ):
+            # No modified-since filter exists for this resource: re-reading it every run would
+            # cost a full walk (Smoobu apartments: one detail call each). It is refreshed when
+            # its last full read is older than sync.refresh_hours, and by every --full run.
+            rr.status = "fresh"
+            self._emit("resource", result, resource.name)
+            return
         rr.incremental_since = since.isoformat() if since else None
         batch_size = self.runtime.settings.sync.batch_size
         buffers: dict[Kind, list[AnyRecord]] = {}
@@ -394,10 +407,10 @@ class SyncEngine:
         else:
             rr.status = "succeeded"
             if not options.dry_run:
-                if resource.incremental:
-                    await self._store(
-                        self.store.set_cursor, conn.id, resource.name, run_start.isoformat()
-                    )
+                # Incremental resources: the modified-since cursor. Others: when last read whole.
+                await self._store(
+                    self.store.set_cursor, conn.id, resource.name, run_start.isoformat()
+                )
                 if options.full and options.since is None:
                     rr.deleted = await self._store(
                         self.store.mark_missing_deleted,
