@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-import socket
-import threading
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,6 +20,7 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp
 
 from pms_cli.sandbox.common import Clock
+from pms_cli.serving import BackgroundServer
 
 _NOT_SANDBOXES = {"common", "server"}
 
@@ -79,43 +77,15 @@ def build(
     return Starlette(routes=routes), mounted
 
 
-class SandboxServer:
-    """uvicorn in a background thread on 127.0.0.1 (port 0 = any free port)."""
+class SandboxServer(BackgroundServer):
+    """The sandboxes on 127.0.0.1 in a daemon thread (port 0 = any free port)."""
 
     def __init__(self, app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> None:
-        import uvicorn
-
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        # Without TCP_NODELAY, Nagle + delayed ACK add ~40 ms to every small response.
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock.bind((host, port))
-        self.host, self.port = self.sock.getsockname()[:2]
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        # Plain ASGI callables (test doubles) may not speak the lifespan protocol.
+        super().__init__(app, host, port, lifespan="off")
 
     def base_url(self, sandbox: MountedSandbox) -> str:
         return f"{self.url}/{sandbox.provider}{sandbox.api_path}"
-
-    def start(self, timeout: float = 10.0) -> None:
-        self.thread.start()
-        deadline = time.monotonic() + timeout
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("sandbox server did not start")
-            time.sleep(0.01)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-        self.sock.close()
 
 
 @contextmanager

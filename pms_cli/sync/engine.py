@@ -22,7 +22,7 @@ from pms_cli.providers import get_provider
 from pms_cli.providers.base import Provider, Resource
 from pms_cli.redact import redact_text
 from pms_cli.stores.base import Connection, Store, SyncRun
-from pms_cli.sync.session import Runtime, connection_credentials, open_adapter
+from pms_cli.sync.session import Runtime, open_connection_adapter
 
 
 @dataclass
@@ -298,28 +298,13 @@ class SyncEngine:
     async def _run(self, conn: Connection, options: SyncOptions, result: SyncResult) -> None:
         provider_cls = get_provider(conn.provider)
         resources = select_resources(provider_cls, options.resources)
-        secrets, _ = connection_credentials(provider_cls, conn, self.runtime.env)
 
         def http_event(kind: str, data: dict[str, Any]) -> None:
             if kind == "rate_limit_wait":
                 self._emit("wait", result, None, **data)
 
-        def rotated(name: str, value: str) -> None:
-            from pms_cli import credentials
-
-            credentials.update_secret(conn.id, conn.secret_location, name, value)
-
-        async with open_adapter(
-            self.runtime,
-            conn.provider,
-            connection_id=conn.id,
-            public=conn.settings.get("public", {}),
-            secrets=secrets,
-            conn_settings=conn.settings,
-            token_store=self.store,
-            on_event=http_event,
-            on_secret_rotated=rotated,
-            account_ref=conn.account_ref,
+        async with open_connection_adapter(
+            self.runtime, conn, self.store, on_event=http_event
         ) as adapter:
             try:
                 for resource in resources:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -158,3 +158,31 @@ async def open_adapter(
         yield provider(ctx, http)
     finally:
         await http.aclose()
+
+
+def open_connection_adapter(
+    runtime: Runtime,
+    conn: Connection,
+    token_store: EncryptedRowStore | None,
+    on_event: Callable[[str, dict[str, Any]], None] | None = None,
+) -> AbstractAsyncContextManager[Provider]:
+    """``open_adapter`` for a stored connection: its credentials (env → keyring → file), its
+    settings, its account ref, and rotated secrets (Beds24) written back where it keeps them."""
+    provider = get_provider(conn.provider)
+    secrets, _ = connection_credentials(provider, conn, runtime.env)
+
+    def rotated(name: str, value: str) -> None:
+        credentials.update_secret(conn.id, conn.secret_location, name, value)
+
+    return open_adapter(
+        runtime,
+        conn.provider,
+        connection_id=conn.id,
+        public=conn.settings.get("public", {}),
+        secrets=secrets,
+        conn_settings=conn.settings,
+        token_store=token_store,
+        on_event=on_event,
+        on_secret_rotated=rotated,
+        account_ref=conn.account_ref,
+    )

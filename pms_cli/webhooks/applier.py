@@ -23,14 +23,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pms_cli import credentials
 from pms_cli.errors import AuthError, PmsError, RateLimitedError
 from pms_cli.providers import get_provider
 from pms_cli.providers.base import Provider
 from pms_cli.redact import redact_text
 from pms_cli.stores.base import Connection, Store, WebhookEventRow
 from pms_cli.sync.engine import SyncEngine
-from pms_cli.sync.session import Runtime, connection_credentials, open_adapter
+from pms_cli.sync.session import Runtime, open_connection_adapter
 
 log = logging.getLogger("pms.webhooks")
 
@@ -238,28 +237,12 @@ class Applier:
     # --- adapters: one per connection, kept open across events ---------------------------
 
     async def _adapter(self, conn: Connection) -> Provider:
-        adapter = self._adapters.get(conn.id)
-        if adapter is not None:
-            return adapter
-        provider_cls = get_provider(conn.provider)
-        secrets, _ = connection_credentials(provider_cls, conn, self.runtime.env)
-
-        def rotated(name: str, value: str) -> None:
-            credentials.update_secret(conn.id, conn.secret_location, name, value)
-
+        cached = self._adapters.get(conn.id)
+        if cached is not None:
+            return cached
         stack = AsyncExitStack()
         adapter = await stack.enter_async_context(
-            open_adapter(
-                self.runtime,
-                conn.provider,
-                connection_id=conn.id,
-                public=conn.settings.get("public", {}),
-                secrets=secrets,
-                conn_settings=conn.settings,
-                token_store=self.store,
-                on_secret_rotated=rotated,
-                account_ref=conn.account_ref,
-            )
+            open_connection_adapter(self.runtime, conn, self.store)
         )
         # Two events of one connection may race here: keep the first adapter, close ours.
         if conn.id in self._adapters:
