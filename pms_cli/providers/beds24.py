@@ -109,29 +109,12 @@ def since_params(since: datetime) -> dict[str, str]:
     return {"modifiedFrom": since.strftime(FILTER_DATETIME)}
 
 
-def _count(value: object) -> int | None:
-    try:
-        return integer(value)
-    except OverflowError:  # "inf"/1e400: models.integer does not catch it (yet)
-        return None
-
-
-def _country(value: object) -> str | None:
-    code = country_code(value)  # models.country_code lets non-ASCII letters ("กา") through
-    return code if code and code.isascii() else None
-
-
-def _currency(value: object) -> str | None:
-    code = currency_code(value)
-    return code if code and code.isascii() else None
-
-
 def _dicts(value: object) -> list[Raw]:
     return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
 def to_property(raw: Raw) -> Sequence[AnyRecord]:
-    capacities = [_count(r.get("maxPeople")) for r in _dicts(raw.get("roomTypes"))]
+    capacities = [integer(r.get("maxPeople")) for r in _dicts(raw.get("roomTypes"))]
     return [
         Property(
             external_id=raw["id"],
@@ -139,14 +122,14 @@ def to_property(raw: Raw) -> Sequence[AnyRecord]:
             name=text(raw.get("name")),
             address=text(raw.get("address")),
             city=text(raw.get("city")),
-            country=_country(raw.get("country")),
+            country=country_code(raw.get("country")),
             latitude=number(raw.get("latitude")),
             longitude=number(raw.get("longitude")),
             # One booking takes one room type, so the largest room type is the guest limit.
             max_guests=max((c for c in capacities if c is not None), default=None),
             check_in_time=text(raw.get("checkInStart")),
             check_out_time=text(raw.get("checkOutEnd")),
-            currency=_currency(raw.get("currency")),
+            currency=currency_code(raw.get("currency")),
         )
     ]
 
@@ -169,7 +152,7 @@ def _guest(fields: Raw, fallback: str) -> Guest | None:
         email=email,
         phone=phone,
         language=text(fields.get("lang")),
-        country=_country(fields.get("country2")) or _country(fields.get("country")),
+        country=country_code(fields.get("country2")) or country_code(fields.get("country")),
     )
 
 
@@ -202,12 +185,12 @@ def to_booking(raw: Raw) -> Sequence[AnyRecord]:
         status=status,
         check_in=iso_date(raw.get("arrival")),
         check_out=iso_date(raw.get("departure")),
-        adults=_count(raw.get("numAdult")),
-        children=_count(raw.get("numChild")),
+        adults=integer(raw.get("numAdult")),
+        children=integer(raw.get("numChild")),
         channel=text(raw.get("channel")) or text(raw.get("apiSource")) or text(raw.get("referer")),
         confirmation_code=text(raw.get("apiReference")) or text(raw.get("reference")),
         total_price=money(raw.get("price")),
-        currency=_currency(raw.get(CURRENCY_KEY)),
+        currency=currency_code(raw.get(CURRENCY_KEY)),
         guest_name=main.name if main else None,
         guest_email=main.email if main else None,
         guest_phone=main.phone if main else None,
@@ -393,7 +376,7 @@ class Beds24(Provider):
         async for page in super().pages(resource, since):
             for item in page:
                 if resource.kind == "property":
-                    if currency := _currency(item.get("currency")):
+                    if currency := currency_code(item.get("currency")):
                         currencies[str(item.get("id"))] = currency
                 elif str(item.get("propertyId")) in currencies:
                     item.setdefault(CURRENCY_KEY, currencies[str(item.get("propertyId"))])

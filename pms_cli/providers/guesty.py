@@ -131,12 +131,6 @@ def _clock_time(value: object) -> str | None:
     return None
 
 
-def _iso(code: str | None) -> str | None:
-    # models.country_code/currency_code accept non-ASCII letters ("aµ".upper() is "AΜ", Greek),
-    # which then fail the models' [A-Z] patterns; keep only ASCII codes.
-    return code if code and code.isascii() else None
-
-
 def _full_name(raw: Mapping[str, Any]) -> str | None:
     first, last = text(raw.get("firstName")), text(raw.get("lastName"))
     return text(raw.get("fullName")) or " ".join(p for p in (first, last) if p) or None
@@ -152,7 +146,7 @@ def to_property(raw: Raw) -> Sequence[AnyRecord]:
             address=text(address.get("full")) or text(address.get("street")),
             city=text(address.get("city")),
             # address.country is a name ("Portugal"); only an ISO-2 value is kept.
-            country=_iso(country_code(address.get("countryCode") or address.get("country"))),
+            country=country_code(address.get("countryCode") or address.get("country")),
             latitude=number(address.get("lat")),
             longitude=number(address.get("lng")),
             timezone=text(raw.get("timezone")),
@@ -161,7 +155,7 @@ def to_property(raw: Raw) -> Sequence[AnyRecord]:
             bathrooms=number(raw.get("bathrooms")),
             check_in_time=_clock_time(raw.get("defaultCheckInTime")),
             check_out_time=_clock_time(raw.get("defaultCheckOutTime")),
-            currency=_iso(currency_code(_dict(raw.get("prices")).get("currency"))),
+            currency=currency_code(_dict(raw.get("prices")).get("currency")),
             active=raw.get("active") is not False,
             updated_at=utc_datetime(raw.get("lastUpdatedAt")),
         )
@@ -203,7 +197,7 @@ def to_booking(raw: Raw) -> Sequence[AnyRecord]:
             channel=text(raw.get("source")) or text(_dict(raw.get("integration")).get("platform")),
             confirmation_code=text(raw.get("confirmationCode")),
             total_price=_total(m),
-            currency=_iso(currency_code(m.get("currency"))),
+            currency=currency_code(m.get("currency")),
             guest_name=_full_name(guest),
             guest_email=text(guest.get("email")),
             guest_phone=text(guest.get("phone")),
@@ -225,7 +219,7 @@ def to_guest(raw: Raw) -> Sequence[AnyRecord]:
             email=text(raw.get("email")) or _first(raw.get("emails")),
             phone=text(raw.get("phone")) or _first(raw.get("phones")),
             language=text(raw.get("preferredLanguage")),
-            country=_iso(country_code(address.get("countryCode") or raw.get("nationality"))),
+            country=country_code(address.get("countryCode") or raw.get("nationality")),
         )
     ]
 

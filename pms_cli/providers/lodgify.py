@@ -10,7 +10,7 @@ derived from the ``guest`` object embedded in every booking.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -76,22 +76,6 @@ STATUS = {
 T = TypeVar("T")
 
 
-def _guarded(parse: Callable[[object], T | None]) -> Callable[[object], T | None]:
-    # models.integer / utc_datetime raise OverflowError on "1e999" or "0001-01-01T00:00+01:00";
-    # an absurd field must not cost the whole record.
-    def safe(value: object) -> T | None:
-        try:
-            return parse(value)
-        except OverflowError:
-            return None
-
-    return safe
-
-
-_int = _guarded(integer)
-_when = _guarded(utc_datetime)
-
-
 def _obj(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
@@ -136,7 +120,7 @@ def to_property(raw: Raw) -> Sequence[AnyRecord]:
             longitude=number(raw.get("longitude")),
             currency=currency_code(raw.get("currency_code")),
             active=raw.get("is_active") is not False,
-            updated_at=_when(raw.get("updated_at")),
+            updated_at=utc_datetime(raw.get("updated_at")),
         )
     ]
 
@@ -155,10 +139,10 @@ def _party(raw: Raw) -> tuple[int | None, int | None]:
     rooms = [_obj(r) for r in listed] if isinstance(listed, list) else []
     breakdowns = [_obj(r.get("guest_breakdown")) for r in rooms if r.get("guest_breakdown")]
     breakdowns = breakdowns or [_obj(raw.get("guest_breakdown"))]
-    adults = [a for b in breakdowns if (a := _int(b.get("adults"))) is not None]
-    children = [c for b in breakdowns if (c := _int(b.get("children"))) is not None]
+    adults = [a for b in breakdowns if (a := integer(b.get("adults"))) is not None]
+    children = [c for b in breakdowns if (c := integer(b.get("children"))) is not None]
     if not adults:
-        adults = [p for r in rooms if (p := _int(r.get("people"))) is not None]
+        adults = [p for r in rooms if (p := integer(r.get("people"))) is not None]
     return (sum(adults) if adults else None, sum(children) if children else None)
 
 
@@ -205,8 +189,8 @@ def to_booking(raw: Raw) -> Sequence[AnyRecord]:
             guest_name=name,
             guest_email=email,
             guest_phone=phone,
-            created_at=_when(raw.get("created_at")),
-            updated_at=_when(raw.get("updated_at")),
+            created_at=utc_datetime(raw.get("created_at")),
+            updated_at=utc_datetime(raw.get("updated_at")),
         ),
     )
     return records

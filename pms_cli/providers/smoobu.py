@@ -213,19 +213,6 @@ def _first(value: object) -> str | None:
     return text(value)
 
 
-def _ascii(code: str | None) -> str | None:
-    # The shared normalisers accept non-ASCII letters ("AÀ") that the models' patterns reject.
-    return code if code is not None and code.isascii() else None
-
-
-def _country(value: object) -> str | None:
-    return _ascii(country_code(value))
-
-
-def _currency(value: object) -> str | None:
-    return _ascii(currency_code(value))
-
-
 def _full_name(*parts: str | None) -> str | None:
     return " ".join(p for p in parts if p) or None
 
@@ -239,14 +226,14 @@ def to_property(raw: Raw) -> Sequence[AnyRecord]:
             name=text(raw.get("name")),
             address=text(location.get("street")),
             city=text(location.get("city")),
-            country=_country(location.get("country")),  # usually a name ("Germany") → None
+            country=country_code(location.get("country")),  # usually a name ("Germany") → None
             latitude=number(location.get("latitude")),
             longitude=number(location.get("longitude")),
             timezone=text(raw.get("timeZone")),
             max_guests=integer(rooms.get("maxOccupancy")),
             bedrooms=integer(rooms.get("bedrooms")),
             bathrooms=number(rooms.get("bathrooms")),
-            currency=_currency(raw.get("currency")),
+            currency=currency_code(raw.get("currency")),
         )
     ]
 
@@ -278,7 +265,7 @@ def to_booking(raw: Raw) -> Sequence[AnyRecord]:
             channel=text(_obj(raw.get("channel")).get("name")),
             confirmation_code=text(raw.get("reference-id")),
             total_price=money(raw.get("price")),
-            currency=_currency(raw.get("currency")),  # usually absent: it is per apartment
+            currency=currency_code(raw.get("currency")),  # usually absent: it is per apartment
             guest_name=text(raw.get("guest-name")) or _full_name(first, last),
             guest_email=text(raw.get("email")),
             guest_phone=text(raw.get("phone")),
@@ -302,7 +289,7 @@ def to_guest(raw: Raw) -> Sequence[AnyRecord]:
             email=_first(raw.get("emails")) or text(raw.get("email")),
             phone=_first(raw.get("telephoneNumbers")) or text(raw.get("phone")),
             language=text(raw.get("language")),
-            country=_country(_obj(raw.get("address")).get("country")),
+            country=country_code(_obj(raw.get("address")).get("country")),
         )
     ]
 
