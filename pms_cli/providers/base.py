@@ -56,6 +56,10 @@ class Resource:
     params: Mapping[str, Any] = field(default_factory=dict)
     since: Callable[[datetime], Mapping[str, Any]] | None = None
     derived_kinds: tuple[Kind, ...] = ()
+    required: tuple[str, ...] = ()
+    """Raw keys every record has. When one is absent (or null) in *every* record of a page, the
+    API has changed shape (a renamed field): the sync stops with a ``schema_drift`` error instead
+    of silently writing NULLs. A key missing from some records only is tolerated."""
 
     @property
     def incremental(self) -> bool:

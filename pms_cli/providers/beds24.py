@@ -305,6 +305,7 @@ class Beds24(Provider):
             paginator=PageNumberPaginator(),
             extract=extract,
             mapper=to_property,
+            required=("id", "name"),
             params={"includeAllRooms": "true"},
         ),
         Resource(
@@ -314,6 +315,7 @@ class Beds24(Provider):
             paginator=PageNumberPaginator(),
             extract=extract,
             mapper=to_booking,
+            required=("id", "propertyId", "arrival", "status"),
             # Cancelled bookings are hidden unless asked for; arrays go as repeated keys.
             params={"status": ALL_STATUSES, "arrivalFrom": HISTORY_FROM, "includeGuests": "true"},
             since=since_params,

@@ -296,6 +296,7 @@ class Guesty(Provider):
             paginator=OffsetPaginator(limit=PAGE_SIZE, offset_param="skip"),
             extract=records_at("results", "count"),
             mapper=to_property,
+            required=("_id", "title"),
         ),
         Resource(
             name="bookings",
@@ -304,6 +305,7 @@ class Guesty(Provider):
             paginator=RESERVATIONS.paginator,
             extract=RESERVATIONS.extract,
             mapper=to_booking,
+            required=("_id", "listingId", "checkIn", "status"),
             params=RESERVATIONS.params,
             since=RESERVATIONS.since,
         ),

@@ -234,6 +234,7 @@ class Hostaway(Provider):
             paginator=OffsetPaginator(limit=PAGE_SIZE),
             extract=extract,
             mapper=to_property,
+            required=("id", "name"),
             since=since_params,
         ),
         Resource(
@@ -243,6 +244,7 @@ class Hostaway(Provider):
             paginator=CursorPaginator(limit=PAGE_SIZE, param="afterId"),
             extract=extract,
             mapper=to_booking,
+            required=("id", "listingMapId", "arrivalDate", "status"),
             params=RESERVATION_ORDER,
             since=since_params,
             derived_kinds=("guest",),

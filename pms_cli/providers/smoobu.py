@@ -330,6 +330,7 @@ class Smoobu(Provider):
             paginator=SinglePage(),
             extract=apartments,
             mapper=to_property,
+            required=("id", "name"),
         ),
         Resource(
             name="bookings",
@@ -338,6 +339,7 @@ class Smoobu(Provider):
             paginator=PageNumberPaginator(size=PAGE_SIZE, size_param="pageSize"),
             extract=paged("bookings"),
             mapper=to_booking,
+            required=("id", "apartment", "arrival"),
             # Cancellations are hidden by default; blocks are shown, but say so explicitly.
             params={"showCancellation": "true", "excludeBlocked": "false"},
             since=since_params,

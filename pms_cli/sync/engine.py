@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pms_cli.errors import AuthError, ConfigError, LockedError, PmsError
+from pms_cli.errors import AuthError, ConfigError, LockedError, PmsError, ProviderError
 from pms_cli.http.paginate import Raw
 from pms_cli.models import AnyRecord, Kind
 from pms_cli.providers import get_provider
@@ -143,6 +143,20 @@ def map_records(
         for record in records:
             mapped.setdefault(record.kind, []).append(record)
     return mapped, skipped
+
+
+def check_shape(adapter: Provider, resource: Resource, page: Sequence[Raw]) -> None:
+    """Raise ``schema_drift`` when a required key is missing from every record of a page."""
+    gone = [key for key in resource.required if page and all(r.get(key) is None for r in page)]
+    if gone:
+        raise ProviderError(
+            f"{adapter.title} {resource.name}: {', '.join(gone)} missing from every record of a "
+            "page; the API has changed shape",
+            hint="Nothing from this page was written and the cursor was kept. Check for a pms "
+            "update, or report it with `pms sync --dry-run --json` output.",
+            code="schema_drift",
+            provider=adapter.name,
+        )
 
 
 class SyncEngine:
@@ -366,6 +380,7 @@ class SyncEngine:
 
         try:
             async for page in adapter.pages(resource, since):
+                check_shape(adapter, resource, page)
                 rr.pages += 1
                 rr.fetched += len(page)
                 mapped, skipped_ids = map_records(resource, page)

@@ -195,3 +195,23 @@ def test_a_full_disk_fails_clearly_writes_no_partial_batch_and_a_rerun_converges
     reference = Harness("smoobu", tmp_path / "ref", clock, listings=3, reservations=150)
     reference.sync()
     assert scenario.table(h.store, h.conn.id) == scenario.table(reference.store, h.conn.id)
+
+
+def test_a_renamed_required_field_stops_the_sync_with_a_schema_drift_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pms: Any
+) -> None:
+    drift = Fault("drift", mode="rename", field="arrival", path="bookings", records=0, every=1)
+    with kill.serve("lodgify", bookings=60, delay=0, faults=[drift]) as served:
+        kill.connect(tmp_path, served)
+        monkeypatch.setenv("LODGIFY_API_KEY", served.sandbox.credentials["api_key"])
+        result = pms("sync", "--connection", kill.CONNECTION_ID)
+        assert result.code == EXIT_PARTIAL  # properties synced; bookings stopped
+        assert "Error:" in result.stderr and "arrival missing from every record" in result.stderr
+        assert "Hint:" in result.stderr and "Traceback" not in result.stderr
+        status = pms("status", "--json").json()["connections"][0]
+        assert status["counts"]["booking"] == 0  # nothing half-understood was written
+        assert "bookings" not in status["cursors"]
+        served.sandbox.extra["faults"].set_faults([])  # the provider is fixed (or pms updated)
+        again = pms("sync", "--connection", kill.CONNECTION_ID, "--json")
+    assert again.code == 0, again.stderr
+    assert again.json()["connections"][0]["resources"]["bookings"]["written"]["booking"] == 60
