@@ -7,11 +7,14 @@ credits per token. A token is renewed once when the provider says it is invalid.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import httpx
+
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-
-import httpx
 
 from pms_cli.http.client import HttpClient
 from pms_cli.http.tokens import CachedToken, TokenCache

@@ -6,6 +6,11 @@ Provider code never sleeps, never catches a 429 and never logs a header: it call
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import httpx
+
 import asyncio
 import email.utils
 import json
@@ -13,8 +18,6 @@ import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-
-import httpx
 
 from pms_cli.config import HttpSettings
 from pms_cli.errors import AuthError, ProviderError, RateLimitedError
@@ -98,6 +101,10 @@ class HttpClient:
     stats: HttpStats = field(default_factory=HttpStats)
 
     def __post_init__(self) -> None:
+        # httpx is imported here, not at module level: it costs ~0.3 s, and commands such as
+        # `pms status` import provider modules without making a request.
+        import httpx
+
         self._client = httpx.AsyncClient(
             base_url=self.base_url.rstrip("/") + "/",
             timeout=self.settings.timeout_seconds,
@@ -140,6 +147,8 @@ class HttpClient:
         authenticate: bool = True,
     ) -> Any:
         """Send with retries and return decoded JSON; raises ``PmsError`` subclasses."""
+        import httpx
+
         renewed = False
         attempt = 0
         last_problem = ""

@@ -14,11 +14,6 @@ import threading
 from dataclasses import dataclass
 from typing import Protocol
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
 
 @dataclass(frozen=True)
 class CachedToken:
@@ -73,6 +68,9 @@ class EncryptedRowStore(Protocol):
 
 
 def _derive_key(credential: str, key: str) -> bytes:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     return HKDF(
         algorithm=hashes.SHA256(), length=32, salt=b"pms-token-cache-v1", info=key.encode()
     ).derive(credential.encode())
@@ -89,6 +87,9 @@ class EncryptedStoreTokenCache:
         row = self.store.token_cache_get(key)
         if row is None:
             return None
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         blob, _ = row
         try:
             plain = AESGCM(_derive_key(self.credential, key)).decrypt(blob[:12], blob[12:], None)
@@ -97,6 +98,8 @@ class EncryptedStoreTokenCache:
         return CachedToken.from_json(plain.decode())
 
     def put(self, key: str, token: CachedToken) -> None:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         nonce = os.urandom(12)
         blob = nonce + AESGCM(_derive_key(self.credential, key)).encrypt(
             nonce, token.to_json().encode(), None

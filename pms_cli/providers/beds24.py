@@ -9,13 +9,17 @@ currencies, because Beds24 bookings carry none.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import httpx
+
 import hashlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import httpx
 from pydantic import SecretStr
 
 from pms_cli.errors import AuthError, ConfigError, ProviderError

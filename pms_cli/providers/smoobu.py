@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import httpx
+
 import base64
 import hashlib
 import hmac
@@ -11,8 +16,6 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
-
-import httpx
 
 from pms_cli.errors import ProviderError
 from pms_cli.http.auth import HeaderAuth
