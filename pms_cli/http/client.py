@@ -65,6 +65,16 @@ class HttpStats:
         return {k: round(v, 3) if isinstance(v, float) else v for k, v in vars(self).items()}
 
 
+def jittered_backoff(exponent: int, base: float, cap: float, rng: random.Random) -> float:
+    """``min(cap, base * 2**exponent)``, jittered to 50-100 % of that ceiling by ``rng``.
+
+    The one backoff formula of pms (HTTP retries, webhook re-application), so tests can make
+    every wait deterministic by seeding or patching ``rng``.
+    """
+    ceiling = min(cap, base * 2.0 ** max(0, exponent))
+    return float(ceiling / 2 + rng.uniform(0, ceiling / 2))
+
+
 def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
     """``Retry-After`` as seconds (delta or HTTP date); None when absent or unparseable."""
     value = headers.get("retry-after")
@@ -123,10 +133,11 @@ class HttpClient:
         await self.aclose()
 
     def backoff(self, attempt: int) -> float:
-        """Capped exponential backoff with full jitter; the jitter source is ``self.rng``."""
+        """Wait before retrying after failed ``attempt`` (1-based)."""
         s = self.settings
-        ceiling = min(s.backoff_cap_seconds, s.backoff_base_seconds * 2.0 ** (attempt - 1))
-        return float(ceiling / 2 + self.rng.uniform(0, ceiling / 2))
+        return jittered_backoff(
+            attempt - 1, s.backoff_base_seconds, s.backoff_cap_seconds, self.rng
+        )
 
     def _emit(self, kind: str, **data: Any) -> None:
         if self.on_event is not None:

@@ -207,3 +207,23 @@ def apply(conn: Any) -> list[int]:
 
 
 assert latest_version() == SCHEMA_VERSION, "append a migration step when SCHEMA_VERSION changes"
+
+
+def require_current(version: int | None, where: str, description: str, hint: str) -> None:
+    """Raise ``schema_missing`` / ``schema_outdated`` unless the schema is at this pms's version.
+
+    Shared by every store that does not create its schema on open (Postgres, Supabase).
+    """
+    from pms_cli.errors import StoreError
+
+    if not version:
+        raise StoreError(
+            f"the {where} at {description} has no pms schema", hint=hint, code="schema_missing"
+        )
+    if version < SCHEMA_VERSION:
+        raise StoreError(
+            f"the pms schema at {description} is at version {version}; "
+            f"this pms needs version {SCHEMA_VERSION}",
+            hint=hint,
+            code="schema_outdated",
+        )

@@ -28,7 +28,7 @@ from pms_cli.models import AnyRecord, Kind
 from pms_cli.redact import redact_text, redact_url, register_secret
 from pms_cli.stores import migrations
 from pms_cli.stores.base import Connection
-from pms_cli.stores.schema import DATA_TABLES, SCHEMA_VERSION, TYPES
+from pms_cli.stores.schema import DATA_TABLES, TYPES
 from pms_cli.stores.sql import SqlStore, dumps, record_row
 
 MIGRATE_HINT = (
@@ -112,20 +112,9 @@ class PostgresStore(SqlStore):
             return migrations.current_version(self._db)
 
     def check_schema(self) -> None:
-        version = self.schema_version()
-        if version is None or version == 0:
-            raise StoreError(
-                f"the PostgreSQL database at {self.description} has no pms schema",
-                hint=MIGRATE_HINT,
-                code="schema_missing",
-            )
-        if version < SCHEMA_VERSION:
-            raise StoreError(
-                f"the pms schema at {self.description} is at version {version}; "
-                f"this pms needs version {SCHEMA_VERSION}",
-                hint=MIGRATE_HINT,
-                code="schema_outdated",
-            )
+        migrations.require_current(
+            self.schema_version(), "PostgreSQL database", self.description, MIGRATE_HINT
+        )
 
     def migrate(self) -> list[int]:
         """Apply the missing migration steps; returns the versions applied (empty: up to date)."""

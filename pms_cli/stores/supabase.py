@@ -49,13 +49,13 @@ from pydantic import SecretStr
 from pms_cli.errors import ConfigError, StoreError
 from pms_cli.models import AnyRecord, Kind
 from pms_cli.redact import redact_text, redact_url, register_secret
+from pms_cli.stores import migrations
 from pms_cli.stores.base import Connection, Store, SyncRun, WebhookEventRow
 from pms_cli.stores.schema import (
     CONNECTIONS,
     DATA_TABLES,
     LOCKS,
     PROPERTY_MAPPINGS,
-    SCHEMA_VERSION,
     SYNC_LOG,
     SYNC_STATE,
     TOKEN_CACHE,
@@ -475,20 +475,9 @@ class SupabaseStore:
         return int(rows[0]["version"]) if rows else 0
 
     def check_schema(self) -> None:
-        version = self.schema_version()
-        if not version:
-            raise StoreError(
-                f"the Supabase project at {self.description} has no pms schema",
-                hint=MIGRATE_HINT,
-                code="schema_missing",
-            )
-        if version < SCHEMA_VERSION:
-            raise StoreError(
-                f"the pms schema at {self.description} is at version {version}; "
-                f"this pms needs version {SCHEMA_VERSION}",
-                hint=MIGRATE_HINT,
-                code="schema_outdated",
-            )
+        migrations.require_current(
+            self.schema_version(), "Supabase project", self.description, MIGRATE_HINT
+        )
 
     # --- batched upserts ------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pms_cli.errors import AuthError, PmsError, RateLimitedError
+from pms_cli.http.client import jittered_backoff
 from pms_cli.providers import get_provider
 from pms_cli.providers.base import Provider
 from pms_cli.redact import redact_text
@@ -97,8 +98,7 @@ class Applier:
     def backoff(self, attempts: int) -> float:
         """Seconds before attempt ``attempts + 1``: capped exponential, jittered (50–100 %)."""
         o = self.options
-        ceiling = min(o.backoff_cap_seconds, o.backoff_base_seconds * 2.0 ** max(0, attempts))
-        return ceiling * (0.5 + self.rng.random() / 2)
+        return jittered_backoff(attempts, o.backoff_base_seconds, o.backoff_cap_seconds, self.rng)
 
     # --- the loop ------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from psycopg import errors as pgerrors
 from bench.pgtemp import TempPostgres, free_port
 from pms_cli.errors import EXIT_CONFIG, StoreError
 from pms_cli.models import Booking, BookingStatus, Property
-from pms_cli.stores import migrations, postgres
+from pms_cli.stores import migrations
 from pms_cli.stores.base import Connection, SyncRun
 from pms_cli.stores.postgres import PostgresStore
 from pms_cli.stores.schema import SCHEMA_VERSION, TABLES
@@ -191,7 +191,7 @@ def test_missing_schema_names_pms_db_migrate(fresh_db: str) -> None:
 def test_outdated_schema_names_pms_db_migrate(
     pg_migrated_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(postgres, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    monkeypatch.setattr(migrations, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
     with pytest.raises(StoreError) as info:
         PostgresStore(pg_migrated_url)
     assert info.value.code == "schema_outdated"
