@@ -277,6 +277,12 @@ TABLES_V1 = (
 
 TABLES = (*TABLES_V1, JOBS)
 
+#: What `pms disconnect --purge` deletes for a connection (its row and sync log stay).
+PURGED_ON_DISCONNECT = tuple(
+    t.name
+    for t in (PROPERTIES, BOOKINGS, GUESTS, PROPERTY_MAPPINGS, SYNC_STATE, WEBHOOK_EVENTS, JOBS)
+)
+
 # At most one queued or running job per connection: enqueueing is idempotent across a fleet,
 # and a connection is never handed to two workers at once.
 JOBS_ACTIVE_UNIQUE = (

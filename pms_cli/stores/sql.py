@@ -18,7 +18,14 @@ from typing import Any
 
 from pms_cli.models import AnyRecord, Kind
 from pms_cli.stores.base import Connection, SyncRun, WebhookEventRow
-from pms_cli.stores.schema import CONNECTIONS, DATA_TABLES, SYNC_LOG, WEBHOOK_EVENTS, Table
+from pms_cli.stores.schema import (
+    CONNECTIONS,
+    DATA_TABLES,
+    PURGED_ON_DISCONNECT,
+    SYNC_LOG,
+    WEBHOOK_EVENTS,
+    Table,
+)
 
 HOST = socket.gethostname()
 
@@ -138,15 +145,7 @@ class SqlStore:
     def purge_connection(self, connection_id: str) -> dict[str, int]:
         removed: dict[str, int] = {}
         with self._tx() as cur:
-            for table in (
-                "pms_properties",
-                "pms_bookings",
-                "pms_guests",
-                "pms_property_mappings",
-                "pms_sync_state",
-                "pms_webhook_events",
-                "pms_jobs",
-            ):
+            for table in PURGED_ON_DISCONNECT:
                 cur.execute(f"DELETE FROM {table} WHERE connection_id = {self.ph}", [connection_id])
                 removed[table] = max(cur.rowcount, 0)
         return removed

@@ -56,6 +56,7 @@ from pms_cli.stores.schema import (
     DATA_TABLES,
     LOCKS,
     PROPERTY_MAPPINGS,
+    PURGED_ON_DISCONNECT,
     SYNC_LOG,
     SYNC_STATE,
     TOKEN_CACHE,
@@ -562,14 +563,7 @@ class SupabaseStore:
     def purge_connection(self, connection_id: str) -> dict[str, int]:
         """Delete the connection's rows table by table (each DELETE is atomic; rerun to finish)."""
         removed: dict[str, int] = {}
-        for table in (
-            "pms_properties",
-            "pms_bookings",
-            "pms_guests",
-            "pms_property_mappings",
-            "pms_sync_state",
-            "pms_webhook_events",
-        ):
+        for table in PURGED_ON_DISCONNECT:
             query = (
                 self._table(table)
                 .delete(count=CountMethod.exact, returning=ReturnMethod.minimal)
