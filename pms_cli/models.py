@@ -26,6 +26,13 @@ class BookingStatus(StrEnum):
 Kind = Literal["property", "booking", "guest"]
 
 
+def aware_utc(value: datetime | None) -> datetime | None:
+    """Model validator: an aware datetime as UTC; a naive one is rejected (its zone is unknown)."""
+    if value is not None and value.tzinfo is None:
+        raise ValueError("datetime must be timezone-aware")
+    return value.astimezone(UTC) if value is not None else None
+
+
 class Record(BaseModel):
     """Fields common to every synced row; keyed ``(connection_id, external_id)`` in the store."""
 
@@ -57,6 +64,11 @@ class Property(Record):
     currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
     active: bool = True
     updated_at: datetime | None = None
+
+    @field_validator("updated_at")
+    @classmethod
+    def _aware_utc(cls, value: datetime | None) -> datetime | None:
+        return aware_utc(value)
 
 
 class Guest(Record):
@@ -92,9 +104,7 @@ class Booking(Record):
     @field_validator("created_at", "updated_at")
     @classmethod
     def _aware_utc(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("datetime must be timezone-aware")
-        return value.astimezone(UTC) if value is not None else None
+        return aware_utc(value)
 
 
 AnyRecord = Property | Booking | Guest
