@@ -39,9 +39,12 @@ class SyncSettings(BaseModel):
     lag_minutes: int = Field(10, ge=0, description="re-read window for incremental syncs")
     batch_size: int = Field(500, ge=1, le=10_000)
     lock_ttl_seconds: int = Field(3600, ge=10)
-    # 0 = every run (new guests/apartments appear at once); >0 trades freshness for requests.
+    # Resources without a modified-since filter (Smoobu apartments/guests, Guesty listings/
+    # guests, Beds24 properties) cost a whole walk per read. Between whole reads, records that
+    # new bookings point at are fetched one by one, so only edits to existing ones wait.
+    # 0 = re-read them whole on every run.
     refresh_hours: float = Field(
-        0.0, ge=0, description="re-read resources without a modified-since filter this often"
+        6.0, ge=0, description="re-read resources without a modified-since filter this often"
     )
 
 

@@ -51,6 +51,10 @@ def records_at(key: str | None, total_key: str | None = None) -> Extractor:
 
 
 class Paginator(Protocol):
+    @property
+    def page_size(self) -> int | None:
+        """Records a full page holds, when known (prices a whole read of a resource)."""
+
     def pages(
         self, http: HttpClient, path: str, params: Mapping[str, Any], extract: Extractor
     ) -> AsyncIterator[list[Raw]]:
@@ -81,6 +85,10 @@ class OffsetPaginator:
     limit_param: str = "limit"
     offset_param: str = "offset"
     short_page_ends: bool = True
+
+    @property
+    def page_size(self) -> int | None:
+        return self.limit
 
     async def pages(
         self, http: HttpClient, path: str, params: Mapping[str, Any], extract: Extractor
@@ -117,6 +125,10 @@ class PageNumberPaginator:
     size_param: str = "size"
     first_page: int = 1
 
+    @property
+    def page_size(self) -> int | None:
+        return self.size
+
     async def pages(
         self, http: HttpClient, path: str, params: Mapping[str, Any], extract: Extractor
     ) -> AsyncIterator[list[Raw]]:
@@ -149,6 +161,10 @@ class CursorPaginator:
     param: str
     cursor_field: str = "id"
     limit_param: str = "limit"
+
+    @property
+    def page_size(self) -> int | None:
+        return self.limit
 
     async def pages(
         self, http: HttpClient, path: str, params: Mapping[str, Any], extract: Extractor

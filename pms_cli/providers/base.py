@@ -61,6 +61,10 @@ class Resource:
     API has changed shape (a renamed field): the sync stops with a ``schema_drift`` error instead
     of silently writing NULLs. A key missing from some records only is tolerated."""
 
+    detail_per_record: bool = False
+    """The list lacks fields, so a whole read adds one detail request per record (Smoobu
+    apartments). Prices a whole re-read against fetching a few records one by one."""
+
     @property
     def incremental(self) -> bool:
         return self.since is not None

@@ -185,6 +185,8 @@ def apartments(body: Any) -> PageBody:
 class SinglePage:
     """/api/apartments is not paginated: one request, no paging parameters."""
 
+    page_size: int | None = None
+
     async def pages(
         self, http: HttpClient, path: str, params: Mapping[str, Any], extract: Extractor
     ) -> AsyncIterator[list[Raw]]:
@@ -334,6 +336,7 @@ class Smoobu(Provider):
             extract=apartments,
             mapper=to_property,
             required=("id", "name"),
+            detail_per_record=True,
         ),
         Resource(
             name="bookings",
@@ -364,6 +367,10 @@ class Smoobu(Provider):
         if secret is not None and secret.get_secret_value():
             return HmacAuth(key, secret.get_secret_value())
         return HeaderAuth({"Api-Key": key})
+
+    def __init__(self, ctx: ProviderContext, http: HttpClient) -> None:
+        super().__init__(ctx, http)
+        self._apartment_list: dict[str, Raw] | None = None
 
     async def pages(self, resource: Resource, since: datetime | None) -> AsyncIterator[list[Raw]]:
         """Apartment details need one extra request each (N+1): the list gives id + name only."""
@@ -396,14 +403,21 @@ class Smoobu(Provider):
         return AccountInfo(account_ref=user, display_name=f"Smoobu {label} (user {user})")
 
     async def fetch_one(self, resource: Resource, external_id: str) -> Raw | None:
-        """``GET reservations/{id}`` (cancelled ones too), ``apartments/{id}``, ``guests/{id}``."""
+        """``GET reservations/{id}`` (cancelled ones too), ``guests/{id}``; an apartment is its
+        list entry (read once per adapter) merged with ``apartments/{id}``."""
         path = {"property": "apartments", "booking": "reservations", "guest": "guests"}
+        if resource.kind == "property":
+            # The detail does not repeat id / name: take them from the list, read once per run.
+            if self._apartment_list is None:
+                listed = apartments(await self.http.get_json(resource.path)).records
+                self._apartment_list = {str(item.get("id")): item for item in listed}
+            item = self._apartment_list.get(str(external_id))
+            if item is None:
+                return None
+            return await self._apartment(item)
         body = await get_or_none(self.http, f"{path[resource.kind]}/{external_id}")
         if not isinstance(body, dict) or not body:
             return None
-        if resource.kind == "property":
-            # The detail is not guaranteed to repeat the id (see _apartment).
-            return {**body, "id": body.get("id", external_id)}
         return body
 
 

@@ -100,6 +100,11 @@ class Store(Protocol):
         """Set ``deleted_at`` on live rows not touched since ``seen_before`` (full syncs)."""
 
     def counts(self, connection_id: str) -> dict[str, int]: ...
+    def known_external_ids(
+        self, connection_id: str, kind: Kind, external_ids: Sequence[str]
+    ) -> set[str]:
+        """The subset of ``external_ids`` stored as live rows of ``kind`` for the connection."""
+
     def fetch_rows(self, kind: Kind, connection_id: str | None = None) -> list[dict[str, Any]]: ...
 
     # cursors

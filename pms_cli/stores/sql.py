@@ -30,6 +30,9 @@ from pms_cli.stores.schema import (
 HOST = socket.gethostname()
 
 
+ID_CHUNK = 500  # ids per IN (...) list: well under SQLite's and PostgreSQL's parameter limits
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -209,6 +212,22 @@ class SqlStore:
                 )
                 out[kind] = int(cur.fetchone()[0])
         return out
+
+    def known_external_ids(
+        self, connection_id: str, kind: Kind, external_ids: Sequence[str]
+    ) -> set[str]:
+        table, ph = DATA_TABLES[kind].name, self.ph
+        found: set[str] = set()
+        with self._tx() as cur:
+            for start in range(0, len(external_ids), ID_CHUNK):
+                chunk = list(external_ids[start : start + ID_CHUNK])
+                cur.execute(
+                    f"SELECT external_id FROM {table} WHERE connection_id = {ph} "
+                    f"AND deleted_at IS NULL AND external_id IN ({', '.join([ph] * len(chunk))})",
+                    [connection_id, *chunk],
+                )
+                found.update(str(row[0]) for row in cur.fetchall())
+        return found
 
     def fetch_rows(self, kind: Kind, connection_id: str | None = None) -> list[dict[str, Any]]:
         table = DATA_TABLES[kind]

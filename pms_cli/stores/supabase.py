@@ -651,6 +651,22 @@ class SupabaseStore:
             out[kind] = self._count(f"counting {table.name}", query)
         return out
 
+    def known_external_ids(
+        self, connection_id: str, kind: Kind, external_ids: Sequence[str]
+    ) -> set[str]:
+        found: set[str] = set()
+        for start in range(0, len(external_ids), IN_CHUNK):
+            chunk = list(external_ids[start : start + IN_CHUNK])
+            query = (
+                self._table(DATA_TABLES[kind].name)
+                .select("external_id")
+                .eq("connection_id", connection_id)
+                .is_("deleted_at", None)
+                .in_("external_id", chunk)
+            )
+            found.update(str(r["external_id"]) for r in self._rows(f"reading {kind} ids", query))
+        return found
+
     def fetch_rows(self, kind: Kind, connection_id: str | None = None) -> list[dict[str, Any]]:
         table = DATA_TABLES[kind]
         if connection_id is None:

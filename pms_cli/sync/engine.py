@@ -9,20 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pms_cli.errors import AuthError, ConfigError, LockedError, PmsError, ProviderError
 from pms_cli.http.paginate import Raw
-from pms_cli.models import AnyRecord, Kind
+from pms_cli.models import AnyRecord, Booking, Kind
 from pms_cli.providers import get_provider
 from pms_cli.providers.base import Provider, Resource
 from pms_cli.redact import redact_text
 from pms_cli.stores.base import Connection, Store, SyncRun
 from pms_cli.sync.session import Runtime, open_connection_adapter
+
+CATCH_UP_PAGE_GUESS = 100
+"""Records per page assumed when a paginator does not say (to price a whole re-read)."""
 
 
 @dataclass
@@ -143,6 +147,16 @@ def map_records(
         for record in records:
             mapped.setdefault(record.kind, []).append(record)
     return mapped, skipped
+
+
+def references(records: Iterable[AnyRecord]) -> Iterator[tuple[Kind, str]]:
+    """The (kind, external id) pairs a record points at: a booking's property and guest."""
+    for record in records:
+        if isinstance(record, Booking):
+            if record.property_external_id:
+                yield "property", record.property_external_id
+            if record.guest_external_id:
+                yield "guest", record.guest_external_id
 
 
 def check_shape(adapter: Provider, resource: Resource, page: Sequence[Raw]) -> None:
@@ -323,8 +337,18 @@ class SyncEngine:
             try:
                 for resource in resources:
                     result.resources[resource.name] = ResourceResult(resource.name)
+                fresh = [r for r in resources if await self._is_fresh(conn, r, options)]
+                # Ids that this run's bookings point at, per kind whose resource is skipped.
+                watch: dict[Kind, set[str]] = {r.kind: set() for r in fresh}
                 for resource in resources:
-                    await self._sync_resource(conn, adapter, resource, options, result)
+                    if resource in fresh:
+                        result.resources[resource.name].status = "fresh"
+                        self._emit("resource", result, resource.name)
+                    else:
+                        await self._sync_resource(conn, adapter, resource, options, result, watch)
+                for resource in fresh:
+                    refs = watch[resource.kind]
+                    await self._catch_up(conn, adapter, resource, refs, options, result)
             finally:
                 stats = adapter.http.stats
                 result.requests = stats.requests
@@ -340,6 +364,7 @@ class SyncEngine:
         resource: Resource,
         options: SyncOptions,
         result: SyncResult,
+        watch: dict[Kind, set[str]] | None = None,
     ) -> None:
         rr = result.resources[resource.name]
         rr.status = "running"
@@ -353,18 +378,6 @@ class SyncEngine:
         if cursor and resource.incremental:
             lag = timedelta(minutes=self.runtime.settings.sync.lag_minutes)
             since = datetime.fromisoformat(cursor) - lag
-        refresh = timedelta(hours=self.runtime.settings.sync.refresh_hours)
-        if (
-            cursor
-            and not resource.incremental
-            and run_start - datetime.fromisoformat(cursor) < refresh
-        ):
-            # No modified-since filter exists for this resource: re-reading it every run would
-            # cost a full walk (Smoobu apartments: one detail call each). It is refreshed when
-            # its last full read is older than sync.refresh_hours, and by every --full run.
-            rr.status = "fresh"
-            self._emit("resource", result, resource.name)
-            return
         rr.incremental_since = since.isoformat() if since else None
         batch_size = self.runtime.settings.sync.batch_size
         buffers: dict[Kind, list[AnyRecord]] = {}
@@ -388,6 +401,10 @@ class SyncEngine:
                 rr.skipped_ids.extend(skipped_ids)
                 for kind, records in mapped.items():
                     buffers.setdefault(kind, []).extend(records)
+                if watch:
+                    for kind, ref in references(mapped.get("booking", ())):
+                        if kind in watch:
+                            watch[kind].add(ref)
                 for kind, rows in list(buffers.items()):
                     if len(rows) >= batch_size:
                         await flush(kind)
@@ -419,4 +436,80 @@ class SyncEngine:
                         run_start,
                         run_start,
                     )
+        self._emit("resource", result, resource.name)
+
+    async def _is_fresh(self, conn: Connection, resource: Resource, options: SyncOptions) -> bool:
+        """A resource without a modified-since filter whose last whole read is recent enough.
+
+        Re-reading such a resource every run costs a full walk (Smoobu apartments: one detail
+        call each), so it is re-read when its last whole read is older than
+        ``sync.refresh_hours``, and by every ``--full`` or ``--since`` run. Records this run's
+        bookings point at but the store lacks are fetched anyway (``_catch_up``).
+        """
+        hours = self.runtime.settings.sync.refresh_hours
+        if resource.incremental or options.full or options.since is not None or hours <= 0:
+            return False
+        cursor = await self._store(self.store.get_cursor, conn.id, resource.name)
+        if not cursor:
+            return False
+        return self._now() - datetime.fromisoformat(cursor) < timedelta(hours=hours)
+
+    async def _catch_up(
+        self,
+        conn: Connection,
+        adapter: Provider,
+        resource: Resource,
+        referenced: set[str],
+        options: SyncOptions,
+        result: SyncResult,
+    ) -> None:
+        """Fetch the records of a skipped resource that new bookings point at (a new apartment
+        or guest), one request each via ``fetch_one``; re-read the resource whole when that is
+        cheaper or the provider cannot fetch one record."""
+        if not referenced:
+            return
+        known = await self._store(
+            self.store.known_external_ids, conn.id, resource.kind, sorted(referenced)
+        )
+        missing = sorted(referenced - known)
+        if not missing:
+            return
+        rr = result.resources[resource.name]
+        records = (await self._store(self.store.counts, conn.id)).get(resource.kind, 0)
+        records += len(missing)
+        page = resource.paginator.page_size or CATCH_UP_PAGE_GUESS
+        whole_read = math.ceil(records / page) + (records if resource.detail_per_record else 0)
+        if len(missing) > whole_read:
+            await self._sync_resource(conn, adapter, resource, options, result)
+            return
+        rr.status = "running"
+        self._emit("resource", result, resource.name)
+        requests_before = adapter.http.stats.requests
+        raws: list[Raw] = []
+        try:
+            for external_id in missing:
+                raw = await adapter.fetch_one(resource, external_id)
+                if raw is not None:  # gone since the booking was read: nothing to add
+                    raws.append(raw)
+        except NotImplementedError:
+            await self._sync_resource(conn, adapter, resource, options, result)
+            return
+        except PmsError:
+            rr.status = "failed"
+            rr.requests += adapter.http.stats.requests - requests_before
+            self._emit("resource", result, resource.name)
+            raise
+        rr.requests += adapter.http.stats.requests - requests_before
+        rr.fetched += len(raws)
+        if options.dry_run:
+            mapped, skipped = map_records(resource, raws)
+            written: dict[str, int] = {k: len(v) for k, v in mapped.items()}
+        else:
+            written, skipped = await self.write_raw(conn, resource.name, raws)
+        for kind, n in written.items():
+            rr.written[kind] = rr.written.get(kind, 0) + n
+        rr.skipped += len(skipped)
+        rr.skipped_ids.extend(skipped)
+        # The cursor (time of the last whole read) is left alone: this was not one.
+        rr.status = "partial" if skipped else "fresh"
         self._emit("resource", result, resource.name)

@@ -155,6 +155,10 @@ def run(
     clock = SharedClock()
     size = bookings or BOOKINGS[provider]
     harness = Harness(provider, workdir / "faulted", clock, listings=4, reservations=size)
+    # Every run re-reads resources without a modified-since filter: a guest changed mid-read
+    # (a returning guest's booking list) must converge by the next run, not sync.refresh_hours
+    # later. The refresh policy itself is tested in tests/test_refresh_policy.py.
+    harness.settings.sync.refresh_hours = 0
     clean = harness.sandbox
     if max_page is not None and hasattr(clean.state.config, "max_limit"):
         # Hostaway's pages hold 500: a lower server-side cap gives several pages cheaply.

@@ -254,6 +254,21 @@ def test_a_deleted_row_that_comes_back_is_live_again(store: Store, conn: Connect
     assert store.counts("c1")["property"] == 1
 
 
+def test_known_external_ids_are_the_live_rows_of_that_kind_and_connection(
+    store: Store, conn: Connection
+) -> None:
+    other = make_conn("c2")
+    store.add_connection(other)
+    store.upsert_records(conn, "guest", [guest(f"g{i}") for i in range(1, 601)], T0)
+    store.upsert_records(other, "guest", [guest("x1")], T0)
+    store.upsert_records(conn, "property", [prop("g700")], T0)
+    store.mark_deleted(conn.id, "guest", ["g3"], T0)
+    asked = [f"g{i}" for i in range(1, 701)] + ["x1"]  # more ids than one IN (...) chunk
+    known = store.known_external_ids(conn.id, "guest", asked)
+    assert known == {f"g{i}" for i in range(1, 601)} - {"g3"}
+    assert store.known_external_ids(conn.id, "guest", []) == set()
+
+
 # --- cursors -------------------------------------------------------------------------------
 
 
