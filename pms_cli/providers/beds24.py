@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 import hashlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import SecretStr
@@ -110,7 +110,8 @@ def extract(body: Any) -> PageBody:
 
 
 def since_params(since: datetime) -> dict[str, str]:
-    return {"modifiedFrom": since.strftime(FILTER_DATETIME)}
+    # The API reads the filter as UTC wall time: an offset from `--since` must be converted.
+    return {"modifiedFrom": since.astimezone(UTC).strftime(FILTER_DATETIME)}
 
 
 def _dicts(value: object) -> list[Raw]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pms_cli.errors import AuthError, ProviderError
@@ -89,7 +89,8 @@ def extract(body: Any) -> PageBody:
 
 
 def since_params(since: datetime) -> dict[str, str]:
-    return {"latestActivityStart": since.strftime(FILTER_DATETIME)}
+    # The API reads the filter as UTC wall time: an offset from `--since` must be converted.
+    return {"latestActivityStart": since.astimezone(UTC).strftime(FILTER_DATETIME)}
 
 
 def to_property(raw: Raw) -> Sequence[AnyRecord]:

@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 from pms_cli.errors import ProviderError
@@ -197,7 +197,7 @@ class SinglePage:
 
 def since_params(since: datetime) -> dict[str, str]:
     # A bare date avoids the unverified "YYYY-MM-DD HH:mm" form and any query encoding question.
-    return {"modifiedFrom": (since - MODIFIED_OVERLAP).date().isoformat()}
+    return {"modifiedFrom": (since.astimezone(UTC) - MODIFIED_OVERLAP).date().isoformat()}
 
 
 def _id(raw: Raw) -> str:

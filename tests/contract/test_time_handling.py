@@ -790,3 +790,16 @@ def test_guesty_and_lodgify_send_a_modified_since_given_with_a_zone_as_the_utc_i
     [rule] = json.loads(guesty_filter(moment.aware)["filters"])
     assert rule["value"] == moment.utc.strftime("%Y-%m-%dT%H:%M:%S.000Z")
     assert lodgify_filter(moment.aware)["updatedSince"] == moment.utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@pytest.mark.parametrize("moment", MOMENTS, ids=ids)
+def test_hostaway_and_beds24_send_a_modified_since_given_with_a_zone_as_utc_wall_time(
+    moment: Moment,
+) -> None:
+    """Both APIs read their naive filter as UTC: an offset must be converted, not dropped."""
+    hostaway_filter = get_provider("hostaway").resource("bookings").since
+    beds24_filter = get_provider("beds24").resource("bookings").since
+    assert hostaway_filter is not None and beds24_filter is not None
+    wall = moment.utc.strftime("%Y-%m-%d %H:%M:%S")
+    assert hostaway_filter(moment.aware)["latestActivityStart"] == wall
+    assert beds24_filter(moment.aware)["modifiedFrom"] == wall.replace(" ", "T")
