@@ -61,6 +61,12 @@ class Resource:
     API has changed shape (a renamed field): the sync stops with a ``schema_drift`` error instead
     of silently writing NULLs. A key missing from some records only is tolerated."""
 
+    expected: tuple[str, ...] = ()
+    """Raw keys the documented shape always carries (possibly null) and the mapping reads.
+    When one is absent as a key from every record a run reads (at least ``DRIFT_MIN_RECORDS``),
+    the field was probably renamed: the records are written (``raw`` keeps everything) but the
+    cursor is kept and the run ends ``partial`` with ``schema_drift``, so the rows are read and
+    mapped again once pms is updated instead of silently keeping a NULL column."""
     detail_per_record: bool = False
     """The list lacks fields, so a whole read adds one detail request per record (Smoobu
     apartments). Prices a whole re-read against fetching a few records one by one."""

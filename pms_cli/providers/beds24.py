@@ -311,6 +311,7 @@ class Beds24(Provider):
             extract=extract,
             mapper=to_property,
             required=("id", "name"),
+            expected=("currency", "city"),
             params={"includeAllRooms": "true"},
         ),
         Resource(
@@ -321,6 +322,7 @@ class Beds24(Provider):
             extract=extract,
             mapper=to_booking,
             required=("id", "propertyId", "arrival", "status"),
+            expected=("departure", "price", "numAdult", "modifiedTime"),
             # Cancelled bookings are hidden unless asked for; arrays go as repeated keys.
             params={"status": ALL_STATUSES, "arrivalFrom": HISTORY_FROM, "includeGuests": "true"},
             since=since_params,

@@ -297,6 +297,7 @@ class Guesty(Provider):
             extract=records_at("results", "count"),
             mapper=to_property,
             required=("_id", "title"),
+            expected=("timezone", "accommodates", "address"),
         ),
         Resource(
             name="bookings",
@@ -306,6 +307,15 @@ class Guesty(Provider):
             extract=RESERVATIONS.extract,
             mapper=to_booking,
             required=("_id", "listingId", "checkIn", "status"),
+            # The localized dates are the stay's local calendar dates; without them the
+            # mapper falls back to the UTC date of checkIn, which can be a day off.
+            expected=(
+                "checkOut",
+                "checkInDateLocalized",
+                "checkOutDateLocalized",
+                "money",
+                "lastUpdatedAt",
+            ),
             params=RESERVATIONS.params,
             since=RESERVATIONS.since,
         ),

@@ -236,6 +236,7 @@ class Hostaway(Provider):
             extract=extract,
             mapper=to_property,
             required=("id", "name"),
+            expected=("timeZoneName", "personCapacity", "currencyCode"),
             since=since_params,
         ),
         Resource(
@@ -246,6 +247,7 @@ class Hostaway(Provider):
             extract=extract,
             mapper=to_booking,
             required=("id", "listingMapId", "arrivalDate", "status"),
+            expected=("departureDate", "totalPrice", "currency", "guestName", "updatedOn"),
             params=RESERVATION_ORDER,
             since=since_params,
             derived_kinds=("guest",),

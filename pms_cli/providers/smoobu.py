@@ -336,6 +336,7 @@ class Smoobu(Provider):
             extract=apartments,
             mapper=to_property,
             required=("id", "name"),
+            expected=("location", "rooms", "timeZone"),
             detail_per_record=True,
         ),
         Resource(
@@ -346,6 +347,7 @@ class Smoobu(Provider):
             extract=paged("bookings"),
             mapper=to_booking,
             required=("id", "apartment", "arrival"),
+            expected=("departure", "price", "guest-name", "modifiedAt"),
             # Cancellations are hidden by default; blocks are shown, but say so explicitly.
             params={"showCancellation": "true", "excludeBlocked": "false"},
             since=since_params,

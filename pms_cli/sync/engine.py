@@ -16,7 +16,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pms_cli.errors import AuthError, ConfigError, LockedError, PmsError, ProviderError
+from pms_cli.errors import (
+    EXIT_PARTIAL,
+    AuthError,
+    ConfigError,
+    LockedError,
+    PmsError,
+    ProviderError,
+)
 from pms_cli.http.paginate import Raw
 from pms_cli.models import AnyRecord, Booking, Kind
 from pms_cli.providers import get_provider
@@ -24,6 +31,9 @@ from pms_cli.providers.base import Provider, Resource
 from pms_cli.redact import redact_text
 from pms_cli.stores.base import Connection, Store, SyncRun
 from pms_cli.sync.session import Runtime, open_connection_adapter
+
+DRIFT_MIN_RECORDS = 10
+"""Records a run must read before an expected field absent from all of them counts as drift."""
 
 CATCH_UP_PAGE_GUESS = 100
 """Records per page assumed when a paginator does not say (to price a whole re-read)."""
@@ -50,6 +60,7 @@ class ResourceResult:
     requests: int = 0
     incremental_since: str | None = None
     skipped_ids: list[str] = field(default_factory=list)
+    missing_fields: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -87,6 +98,7 @@ class SyncResult:
                     "written": r.written,
                     "skipped": r.skipped,
                     "skipped_ids": r.skipped_ids[:20],
+                    "missing_fields": r.missing_fields,
                     "deleted": r.deleted,
                     "requests": r.requests,
                     "since": r.incremental_since,
@@ -157,6 +169,21 @@ def references(records: Iterable[AnyRecord]) -> Iterator[tuple[Kind, str]]:
                 yield "property", record.property_external_id
             if record.guest_external_id:
                 yield "guest", record.guest_external_id
+
+
+def drift_error(
+    adapter: Provider, resource: Resource, missing: Sequence[str], records: int
+) -> ProviderError:
+    """``schema_drift`` for expected fields absent from all ``records`` of this run."""
+    return ProviderError(
+        f"{adapter.title} {resource.name}: {', '.join(missing)} absent from all {records} "
+        "records read; the API has probably renamed it, so its column was written as NULL",
+        hint="The records were written with their raw JSON and the cursor was kept: after a pms "
+        "update the next sync reads and maps them again. Report it with `pms sync --dry-run "
+        "--json` output.",
+        code="schema_drift",
+        provider=adapter.name,
+    )
 
 
 def check_shape(adapter: Provider, resource: Resource, page: Sequence[Raw]) -> None:
@@ -391,9 +418,11 @@ class SyncEngine:
             rr.written[kind] = rr.written.get(kind, 0) + n
             self._emit("batch", result, resource.name, kind=kind, rows=n)
 
+        seen_keys: set[str] = set()
         try:
             async for page in adapter.pages(resource, since):
                 check_shape(adapter, resource, page)
+                seen_keys.update(k for k in resource.expected if any(k in r for r in page))
                 rr.pages += 1
                 rr.fetched += len(page)
                 mapped, skipped_ids = map_records(resource, page)
@@ -418,7 +447,16 @@ class SyncEngine:
             self._emit("resource", result, resource.name)
             raise
         rr.requests = adapter.http.stats.requests - requests_before
-        if rr.skipped:
+        if rr.fetched >= DRIFT_MIN_RECORDS:
+            rr.missing_fields = [k for k in resource.expected if k not in seen_keys]
+        if rr.missing_fields:
+            # Written, but with NULLs where the renamed field's values belong: keep the cursor
+            # so the same records are read (and mapped right) again once pms is updated.
+            rr.status = "partial"
+            if result.error is None:
+                error = drift_error(adapter, resource, rr.missing_fields, rr.fetched)
+                result.error = {**error.to_dict(), "exit_code": EXIT_PARTIAL}
+        elif rr.skipped:
             # Bad records were not written: keep the cursor so they are fetched again.
             rr.status = "partial"
         else:

@@ -215,3 +215,38 @@ def test_a_renamed_required_field_stops_the_sync_with_a_schema_drift_error(
         again = pms("sync", "--connection", kill.CONNECTION_ID, "--json")
     assert again.code == 0, again.stderr
     assert again.json()["connections"][0]["resources"]["bookings"]["written"]["booking"] == 60
+
+
+def test_a_renamed_mapped_field_is_written_but_flagged_and_read_again_after_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pms: Any
+) -> None:
+    drift = Fault("drift", mode="rename", field="total_amount", path="bookings", records=0, every=1)
+    with kill.serve("lodgify", bookings=60, delay=0, faults=[drift]) as served:
+        kill.connect(tmp_path, served)
+        monkeypatch.setenv("LODGIFY_API_KEY", served.sandbox.credentials["api_key"])
+        result = pms("sync", "--connection", kill.CONNECTION_ID)
+        assert_user_error(result, EXIT_PARTIAL, "total_amount absent from all 60 records")
+        status = pms("status", "--json").json()["connections"][0]
+        assert status["counts"]["booking"] == 60  # written: raw JSON keeps the renamed field
+        assert "bookings" not in status["cursors"]  # ...but read again next run
+        store = SqliteStore(tmp_path / "data" / "pms.sqlite3")
+        assert {r["total_price"] for r in store.fetch_rows("booking")} == {None}
+        store.close()
+        served.sandbox.extra["faults"].set_faults([])  # pms updated / the provider fixed it
+        again = pms("sync", "--connection", kill.CONNECTION_ID, "--json")
+    assert again.code == 0, again.stderr
+    bookings = again.json()["connections"][0]["resources"]["bookings"]
+    assert bookings["written"]["booking"] == 60 and bookings["missing_fields"] == []
+    store = SqliteStore(tmp_path / "data" / "pms.sqlite3")
+    assert None not in {r["total_price"] for r in store.fetch_rows("booking")}
+    store.close()
+
+
+def test_an_expected_field_that_is_present_but_null_is_not_drift(tmp_path: Path) -> None:
+    clock = SharedClock()
+    h = Harness("lodgify", tmp_path, clock, listings=2, reservations=40)
+    for booking in h.state.bookings.values():
+        booking["total_amount"] = None
+    result = h.sync()
+    assert result.status == "succeeded", result.error
+    assert result.resources["bookings"].missing_fields == []
