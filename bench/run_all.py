@@ -3,7 +3,7 @@
     uv run python bench/run_all.py [--quick]
 
 Runs bench/scale.py (requests vs optimum, wall vs rate-limit floor per provider incl. Beds24
-credits, `--all` over 200 connections × 2,000 bookings — simulated clock — and one real-socket
+credits, `--all` over 200 connections × 2,000 bookings — virtual clock — and one real-socket
 run), bench/store_write.py (store write rate vs raw COPY), bench/memory.py (peak RSS 10k vs
 100k bookings, fresh processes), `pms --help` start time, and bench/workers.py (3 workers vs 1).
 `--quick` shrinks every size (a smoke run, not the published figures).
@@ -74,7 +74,10 @@ def main() -> None:
     table.append(("`pms --help` start vs bare python", cli, bare, f"{cli:.3f} s vs {bare:.3f} s"))
     for name, one, three, wnote in workers.run(*((6, 500, 2) if q else (12, 1000, 2))):
         table.append((name + " = 1-worker wall / 3-worker wall", one, three, wnote))
-    print("simulated clock rows: tests/conftest.SharedClock (sleeps advance time instantly)")
+    print(
+        "simulated clock rows: bench/virtual_clock.py (virtual event-loop time: concurrent"
+        " sleeps overlap; store writes cost no simulated time)"
+    )
     width = max(len(t[0]) for t in table) + 2
     print(f"{'figure':<{width}}{'measured':>12}{'reference':>12}{'ratio':>8}  note")
     for name, measured, reference, note in table:

@@ -2,6 +2,7 @@
 
     uv run python bench/scale.py [--bookings 20000] [--connections 200] [--per-connection 2000]
                                  [--providers hostaway,guesty,...] [--skip-real]
+                                 [--clock virtual|shared] [--matrix-providers guesty,...]
 
 Three measurements, each a ratio taken in the same run:
 
@@ -13,9 +14,14 @@ Three measurements, each a ratio taken in the same run:
    every limit that applies: per account, and per IP where the provider has one (Hostaway:
    15 requests / 10 s shared by every connection behind the machine's address).
 
-(1)–(3) run on a **simulated clock** (tests/conftest.SharedClock: sleeping advances time at
-once; the sandboxes read the same clock), so hours of pacing take seconds. One **real-socket**
-run checks the simulation: Guesty's 15 requests/s over 127.0.0.1 with real sleeps.
+(1)–(3) run on a **simulated clock**, so hours of pacing take seconds: by default virtual
+event-loop time (bench/virtual_clock.py: a sleep ends when virtual time reaches its deadline,
+and time jumps to the earliest deadline only when no task, callback or worker thread can make
+progress, so concurrent sleeps overlap as in real life); the sandboxes read the same clock.
+``--clock shared`` uses tests/conftest.SharedClock instead, where every sleep advances the one
+shared time by its full length, so concurrent sleeps of many connections add up (the figures
+before bench/virtual_clock.py). One **real-socket** run checks the simulation: Guesty's
+15 requests/s over 127.0.0.1 with real sleeps.
 
 The sandboxes of (3) are separate accounts (one emulator instance each) that share one
 generated data set to keep memory small; Hostaway's instances share the server-side per-IP
@@ -31,10 +37,10 @@ import math
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -52,6 +58,7 @@ DATA_ATTRS = {
 }
 BEDS24_SERVER_PAGE = 100  # the sandbox's (and Beds24's) fixed page size
 BEDS24_COST = {"token": 1.0, "properties": 1.0, "bookings": 1.5}
+T = TypeVar("T")
 
 
 @dataclass
@@ -119,18 +126,79 @@ def floor_for(provider: str, result: Any, connections: int = 1) -> float:
 # --- simulated single-account runs ------------------------------------------------------------
 
 
-def simulated_account(provider: str, records: int, tmp: Path) -> list[Row]:
-    from pms_cli.providers import hostaway
+class Sim:
+    """A simulated clock and the way to run a coroutine on it (see ``--clock``)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        if kind == "virtual":
+            from bench.virtual_clock import new_clock
+
+            self.clock: Any = new_clock()
+        else:
+            self.clock = _recording_shared_clock()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        if self.kind == "virtual":
+            from bench.virtual_clock import run
+
+            return run(coro, self.clock)
+        return asyncio.run(coro)
+
+    def close(self) -> None:
+        if self.kind == "virtual":
+            from bench.virtual_clock import close
+
+            close(self.clock)
+
+    def sleep_note(self, wall: float) -> str:
+        """Σ of every task's sleeps vs the longest one task slept: additive sleeps show here."""
+        busiest = max(self.clock.by_task.values(), default=0.0)
+        return (
+            f"{self.clock.sleeps} sleeps: Σ {self.clock.slept:.1f} s, "
+            f"longest one task {busiest:.1f} s"
+        )
+
+
+def _recording_shared_clock() -> Any:
     from tests.conftest import SharedClock
+
+    class RecordingSharedClock(SharedClock):
+        """``SharedClock`` that also counts sleeps per task (its time is unchanged)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.sleeps = 0
+            self.by_task: dict[int, float] = {}
+
+        async def sleep(self, seconds: float) -> None:
+            if seconds > 0:
+                self.sleeps += 1
+                key = id(asyncio.current_task())
+                self.by_task[key] = self.by_task.get(key, 0.0) + seconds
+            await super().sleep(seconds)
+
+    return RecordingSharedClock()
+
+
+def simulated_account(provider: str, records: int, tmp: Path, clock_kind: str) -> list[Row]:
+    from pms_cli.providers import hostaway
+    from pms_cli.sync.engine import SyncEngine, SyncOptions
     from tests.helpers import Harness
 
     hostaway.TOKEN_ACTIVATION_DELAY = 0.0
-    clock = SharedClock()
+    sim = Sim(clock_kind)
+    clock = sim.clock
     h = Harness(provider, tmp, clock, relaxed=False, listings=20, reservations=records)
     if provider == "hostaway":
         h.state.config.token_activation_delay = 0.0
+
+    def sync(**options: Any) -> Any:
+        engine = SyncEngine(h.store, h.runtime())
+        return sim.run(engine.sync_connection(h.conn, SyncOptions(**options)))
+
     start = clock.time()
-    full = h.sync(full=True)
+    full = sync(full=True)
     wall = clock.time() - start
     assert full.status == "succeeded", full.error
     rows = [
@@ -140,12 +208,13 @@ def simulated_account(provider: str, records: int, tmp: Path) -> list[Row]:
             f"{h.state.stats.rate_limited} × 429"),
     ]  # fmt: skip
     clock.advance(3600)
-    again = h.sync()
+    again = sync()
     rows.append(
         Row(f"{provider}: incremental, nothing changed", again.requests,
             len(again.resources), "req", "reference: one per resource")
     )  # fmt: skip
     h.store.close()
+    sim.close()
     return rows
 
 
@@ -160,7 +229,7 @@ def _host_router(apps: dict[str, Any]) -> Any:
     return app
 
 
-def matrix(provider: str, connections: int, per_connection: int, tmp: Path) -> Row:
+def matrix(provider: str, connections: int, per_connection: int, tmp: Path, clock_kind: str) -> Row:
     import httpx
 
     from pms_cli.config import load_settings
@@ -171,10 +240,10 @@ def matrix(provider: str, connections: int, per_connection: int, tmp: Path) -> R
     from pms_cli.stores.base import Connection
     from pms_cli.stores.sqlite import SqliteStore
     from pms_cli.sync.engine import SyncEngine, SyncOptions
-    from tests.conftest import SharedClock
 
     hostaway.TOKEN_ACTIVATION_DELAY = 0.0
-    clock = SharedClock()
+    sim = Sim(clock_kind)
+    clock = sim.clock
     module = importlib.import_module(f"pms_cli.sandbox.{provider}")
     template = module.build_sandbox(
         SandboxOptions(clock=clock, listings=10, reservations=per_connection)
@@ -233,15 +302,16 @@ def matrix(provider: str, connections: int, per_connection: int, tmp: Path) -> R
     conns = store.list_connections()
     engine = SyncEngine(store, runtime)
     start = clock.time()
-    results = asyncio.run(engine.sync_many(conns, SyncOptions(full=True), concurrency=connections))
+    results = sim.run(engine.sync_many(conns, SyncOptions(full=True), concurrency=connections))
     wall = clock.time() - start
+    sim.close()
     bad = [r for r in results if r.status != "succeeded"]
     rate_limited = sum(s.stats.rate_limited for s in states)
     floor = max(floor_for(provider, r, connections) for r in results)
     requests = sum(r.requests for r in results)
     best = sum(optimum(provider, r) for r in results)
     store.close()
-    note = f"{requests}/{best} req, {rate_limited} × 429"
+    note = f"{requests}/{best} req, {rate_limited} × 429; {sim.sleep_note(wall)}"
     if bad:
         note += f", {len(bad)} not succeeded: {bad[0].error}"
     return Row(
@@ -313,13 +383,21 @@ def run(args: argparse.Namespace) -> list[Row]:
     providers = [p for p in args.providers.split(",") if p]
     with tempfile.TemporaryDirectory() as tmp:
         for provider in providers:
-            rows += simulated_account(provider, args.bookings, Path(tmp) / provider)
+            rows += simulated_account(provider, args.bookings, Path(tmp) / provider, args.clock)
         if args.connections:
-            for provider in providers:
-                rows.append(matrix(provider, args.connections, args.per_connection, Path(tmp)))
+            for provider in matrix_providers(args, providers):
+                rows.append(
+                    matrix(provider, args.connections, args.per_connection, Path(tmp), args.clock)
+                )
     if not args.skip_real:
         rows.append(real_socket_guesty(args.real_bookings))
     return rows
+
+
+def matrix_providers(args: argparse.Namespace, providers: list[str]) -> list[str]:
+    if args.matrix_providers is None:
+        return providers
+    return [p for p in args.matrix_providers.split(",") if p]
 
 
 def parser() -> argparse.ArgumentParser:
@@ -330,6 +408,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--providers", default=",".join(PROVIDERS))
     p.add_argument("--real-bookings", type=int, default=3_000)
     p.add_argument("--skip-real", action="store_true")
+    p.add_argument(
+        "--clock",
+        choices=("virtual", "shared"),
+        default="virtual",
+        help="virtual: event-loop virtual time, concurrent sleeps overlap (bench/virtual_clock.py);"
+        " shared: tests/conftest.SharedClock, every sleep advances the one time (the old figures)",
+    )
+    p.add_argument(
+        "--matrix-providers",
+        default=None,
+        help="providers of the --all matrix (default: --providers); '' skips the matrix",
+    )
     return p
 
 
@@ -339,7 +429,10 @@ def main() -> None:
     os.environ.setdefault("PMS_CONFIG_DIR", tempfile.mkdtemp())
     args = parser().parse_args()
     rows = run(args)
-    print("simulated clock: tests/conftest.SharedClock (sleeps advance time instantly)")
+    if args.clock == "virtual":
+        print("simulated clock: bench/virtual_clock.py (virtual loop time, sleeps overlap)")
+    else:
+        print("simulated clock: tests/conftest.SharedClock (each sleep advances the one time)")
     print_table(rows)
 
 
