@@ -7,14 +7,17 @@ Every paginator guards against loops (a server repeating a page or a cursor fore
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from pms_cli.errors import ProviderError
 from pms_cli.http.client import HttpClient
 
 Raw = dict[str, Any]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -200,3 +203,34 @@ class CursorPaginator:
                     hint="The provider's response changed shape; report it.",
                     code="provider_garbage",
                 )
+
+
+async def _next(items: AsyncIterator[T]) -> T:
+    return await anext(items)
+
+
+async def read_ahead(items: AsyncIterator[T]) -> AsyncGenerator[T, None]:
+    """Yield from ``items`` while already fetching the next one in the background.
+
+    A page walk is sequential (page n+1's query depends on page n), so wall time is the sum of
+    request latency and the caller's mapping and writing. Reading one page ahead overlaps the
+    two without changing which requests are made or their order: at most one extra request is
+    in flight, and it is cancelled if the caller stops early.
+    """
+    pending = asyncio.ensure_future(_next(items))
+    try:
+        while True:
+            try:
+                item = await pending
+            except StopAsyncIteration:
+                return
+            pending = asyncio.ensure_future(_next(items))
+            yield item
+    finally:
+        if not pending.done():
+            pending.cancel()
+        with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, Exception):
+            await pending
+        close = getattr(items, "aclose", None)
+        if close is not None:
+            await close()

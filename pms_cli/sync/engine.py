@@ -24,7 +24,7 @@ from pms_cli.errors import (
     PmsError,
     ProviderError,
 )
-from pms_cli.http.paginate import Raw
+from pms_cli.http.paginate import Raw, read_ahead
 from pms_cli.models import AnyRecord, Booking, Kind
 from pms_cli.providers import get_provider
 from pms_cli.providers.base import Provider, Resource
@@ -420,25 +420,27 @@ class SyncEngine:
 
         seen_keys: set[str] = set()
         try:
-            async for page in adapter.pages(resource, since):
-                check_shape(adapter, resource, page)
-                seen_keys.update(k for k in resource.expected if any(k in r for r in page))
-                rr.pages += 1
-                rr.fetched += len(page)
-                mapped, skipped_ids = map_records(resource, page)
-                rr.skipped += len(skipped_ids)
-                rr.skipped_ids.extend(skipped_ids)
-                for kind, records in mapped.items():
-                    buffers.setdefault(kind, []).extend(records)
-                if watch:
-                    for kind, ref in references(mapped.get("booking", ())):
-                        if kind in watch:
-                            watch[kind].add(ref)
-                for kind, rows in list(buffers.items()):
-                    if len(rows) >= batch_size:
-                        await flush(kind)
-                rr.requests = adapter.http.stats.requests - requests_before
-                self._emit("page", result, resource.name)
+            # Closed explicitly: an error while writing page n cancels the fetch of n+1 now.
+            async with contextlib.aclosing(read_ahead(adapter.pages(resource, since))) as pages:
+                async for page in pages:
+                    check_shape(adapter, resource, page)
+                    seen_keys.update(k for k in resource.expected if any(k in r for r in page))
+                    rr.pages += 1
+                    rr.fetched += len(page)
+                    mapped, skipped_ids = map_records(resource, page)
+                    rr.skipped += len(skipped_ids)
+                    rr.skipped_ids.extend(skipped_ids)
+                    for kind, records in mapped.items():
+                        buffers.setdefault(kind, []).extend(records)
+                    if watch:
+                        for kind, ref in references(mapped.get("booking", ())):
+                            if kind in watch:
+                                watch[kind].add(ref)
+                    for kind, rows in list(buffers.items()):
+                        if len(rows) >= batch_size:
+                            await flush(kind)
+                    rr.requests = adapter.http.stats.requests - requests_before
+                    self._emit("page", result, resource.name)
             for kind in list(buffers):
                 await flush(kind)
         except PmsError:
