@@ -6,16 +6,37 @@ import json
 import sys
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
-
-from rich.console import Console
-from rich.markup import escape
+from typing import TYPE_CHECKING, Any
 
 from pms_cli.errors import PmsError
 from pms_cli.redact import redact_text
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    out: Console
+    err: Console
+
+
+_consoles: dict[str, Console] = {}
+
+
+def _console(name: str) -> Console:
+    console = _consoles.get(name)
+    if console is None:
+        from rich.console import Console
+
+        console = _consoles[name] = Console(stderr=name == "err", soft_wrap=True)
+        globals()[name] = console
+    return console
+
+
+def __getattr__(name: str) -> Console:
+    """``out`` (stdout) and ``err`` (stderr): rich consoles created on first use, so a command
+    that prints only JSON never imports rich."""
+    if name in ("out", "err"):
+        return _console(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _default(value: Any) -> Any:
@@ -34,6 +55,9 @@ def print_json(payload: Any) -> None:
 
 
 def print_error(exc: PmsError) -> None:
+    from rich.markup import escape
+
+    err = _console("err")
     err.print(f"[bold red]Error:[/] {escape(redact_text(exc.message))}", highlight=False)
     if exc.body_excerpt:
         err.print(

@@ -21,13 +21,13 @@ def register(app: typer.Typer) -> None:
         """
         import os
 
-        from rich.table import Table
-
         from pms_cli.cli.common import find_connection, settings_and_store
-        from pms_cli.cli.output import out, print_json, when
+        from pms_cli.cli.output import print_json
         from pms_cli.errors import ConfigError
         from pms_cli.providers import get_provider
-        from pms_cli.sync.session import connection_credentials
+
+        # Only what this command needs: get_provider imports the one module of each provider
+        # in use, and neither rich nor the keyring is loaded unless output or a lookup needs it.
 
         _, store = settings_and_store()
         if connection:
@@ -39,7 +39,10 @@ def register(app: typer.Typer) -> None:
             source = "n/a"
             if c.status != "disconnected":
                 try:
-                    _, source = connection_credentials(get_provider(c.provider), c, os.environ)
+                    provider = get_provider(c.provider)
+                    from pms_cli.sync.session import connection_credentials
+
+                    _, source = connection_credentials(provider, c, os.environ)
                 except ConfigError:
                     source = "missing"
             last = store.list_runs(c.id, limit=1)
@@ -73,6 +76,10 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print_json({"store": store.description, "connections": rows})
             return
+        from rich.table import Table
+
+        from pms_cli.cli.output import out, when
+
         out.print(f"Store: {store.description}")
         if not rows:
             out.print("No connections yet. Try `pms demo`, then `pms connect hostaway`.")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import TYPE_CHECKING
 
@@ -131,6 +130,8 @@ def url(
             "verification": spec.verification,
             "note": info.note,
         }
+        import json
+
         _write_unredacted(json.dumps(payload, indent=2))
         return
     out.print(f"[bold]{conn.display_name}[/] ({spec.provider}, connection {conn.id})")
