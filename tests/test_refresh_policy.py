@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,6 +18,16 @@ HOUR = 3600.0
 
 def harness_for(provider: str, tmp_path: Path, clock: SharedClock) -> Harness:
     return Harness(provider, tmp_path, clock, listings=6, reservations=150)
+
+
+def book_a_new_smoobu_apartment(h: Harness, apartment_id: int, name: str) -> dict[str, Any]:
+    """Add an apartment upstream and one new booking in it; return the booking."""
+    template = next(iter(h.state.apartments.values()))
+    h.state.apartments[apartment_id] = {**copy.deepcopy(template), "id": apartment_id, "name": name}
+    (booking_id,) = h.state.add_bookings(1)
+    booking: dict[str, Any] = h.state.reservations[booking_id]
+    booking["apartment"] = {"id": apartment_id, "name": name}
+    return booking
 
 
 def rows(h: Harness, kind: str) -> dict[str, dict[str, object]]:
@@ -60,12 +71,7 @@ def test_a_new_booking_brings_its_new_apartment_and_new_guest_in_the_same_run(
     h = harness_for("smoobu", tmp_path, clock)
     h.sync()
     clock.advance(HOUR)
-    template = next(iter(h.state.apartments.values()))
-    new_apartment = {**copy.deepcopy(template), "id": 999_001, "name": "Loft am Kanal"}
-    h.state.apartments[999_001] = new_apartment
-    (booking_id,) = h.state.add_bookings(1)
-    booking = h.state.reservations[booking_id]
-    booking["apartment"] = {"id": 999_001, "name": "Loft am Kanal"}
+    booking = book_a_new_smoobu_apartment(h, 999_001, "Loft am Kanal")
     guest_id = booking["guestId"]
     known_guest = str(guest_id) in rows(h, "guest")
 
@@ -154,10 +160,7 @@ def test_a_dry_run_counts_caught_up_records_without_writing_them(
     h = harness_for("smoobu", tmp_path, clock)
     h.sync()
     clock.advance(HOUR)
-    template = next(iter(h.state.apartments.values()))
-    h.state.apartments[999_002] = {**copy.deepcopy(template), "id": 999_002, "name": "Dry"}
-    (booking_id,) = h.state.add_bookings(1)
-    h.state.reservations[booking_id]["apartment"] = {"id": 999_002, "name": "Dry"}
+    book_a_new_smoobu_apartment(h, 999_002, "Dry")
 
     result = h.sync(dry_run=True)
 

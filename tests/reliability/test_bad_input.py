@@ -3,6 +3,7 @@ traceback, and loses nothing that was already synced."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,11 +30,20 @@ def assert_user_error(result: Any, code: int, *words: str) -> None:
         assert word in result.stderr
 
 
-@pytest.fixture
-def lodgify(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[kill.Served]:
-    with kill.serve("lodgify", bookings=60, delay=0) as served:
+@contextlib.contextmanager
+def lodgify_serving(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, faults: list[Fault] | None = None
+) -> Iterator[kill.Served]:
+    """A Lodgify sandbox (60 bookings, optionally faulty) and a connection to it."""
+    with kill.serve("lodgify", bookings=60, delay=0, faults=faults) as served:
         kill.connect(tmp_path, served)
         monkeypatch.setenv("LODGIFY_API_KEY", served.sandbox.credentials["api_key"])
+        yield served
+
+
+@pytest.fixture
+def lodgify(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[kill.Served]:
+    with lodgify_serving(tmp_path, monkeypatch) as served:
         yield served
 
 
@@ -124,9 +134,7 @@ def test_schema_drift_skips_the_bad_records_by_id_and_exits_partial(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pms: Any
 ) -> None:
     drift = Fault("drift", mode="missing", field="id", path="bookings", every=1)
-    with kill.serve("lodgify", bookings=60, delay=0, faults=[drift]) as served:
-        kill.connect(tmp_path, served)
-        monkeypatch.setenv("LODGIFY_API_KEY", served.sandbox.credentials["api_key"])
+    with lodgify_serving(tmp_path, monkeypatch, [drift]):
         result = pms("sync", "--connection", kill.CONNECTION_ID, "--json")
     assert result.code == EXIT_PARTIAL
     assert "Traceback" not in result.stderr
@@ -140,9 +148,7 @@ def test_schema_drift_in_human_output_says_error_and_hint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pms: Any
 ) -> None:
     drift = Fault("drift", mode="missing", field="id", path="bookings", every=1)
-    with kill.serve("lodgify", bookings=60, delay=0, faults=[drift]) as served:
-        kill.connect(tmp_path, served)
-        monkeypatch.setenv("LODGIFY_API_KEY", served.sandbox.credentials["api_key"])
+    with lodgify_serving(tmp_path, monkeypatch, [drift]):
         result = pms("sync", "--connection", kill.CONNECTION_ID)
     assert result.code == EXIT_PARTIAL, result.stderr  # the part that works today
     assert_user_error(result, EXIT_PARTIAL, "skipped")
@@ -201,9 +207,7 @@ def test_a_renamed_required_field_stops_the_sync_with_a_schema_drift_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pms: Any
 ) -> None:
     drift = Fault("drift", mode="rename", field="arrival", path="bookings", records=0, every=1)
-    with kill.serve("lodgify", bookings=60, delay=0, faults=[drift]) as served:
-        kill.connect(tmp_path, served)
-        monkeypatch.setenv("LODGIFY_API_KEY", served.sandbox.credentials["api_key"])
+    with lodgify_serving(tmp_path, monkeypatch, [drift]) as served:
         result = pms("sync", "--connection", kill.CONNECTION_ID)
         assert result.code == EXIT_PARTIAL  # properties synced; bookings stopped
         assert "Error:" in result.stderr and "arrival missing from every record" in result.stderr
@@ -221,9 +225,7 @@ def test_a_renamed_mapped_field_is_written_but_flagged_and_read_again_after_the_
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pms: Any
 ) -> None:
     drift = Fault("drift", mode="rename", field="total_amount", path="bookings", records=0, every=1)
-    with kill.serve("lodgify", bookings=60, delay=0, faults=[drift]) as served:
-        kill.connect(tmp_path, served)
-        monkeypatch.setenv("LODGIFY_API_KEY", served.sandbox.credentials["api_key"])
+    with lodgify_serving(tmp_path, monkeypatch, [drift]) as served:
         result = pms("sync", "--connection", kill.CONNECTION_ID)
         assert_user_error(result, EXIT_PARTIAL, "total_amount absent from all 60 records")
         status = pms("status", "--json").json()["connections"][0]
