@@ -38,7 +38,7 @@ class HeaderAuth:
     def is_auth_failure(self, response: httpx.Response) -> bool:
         return response.status_code in self.failure_statuses
 
-    async def renew(self, http: HttpClient) -> bool:
+    async def renew(self, http: HttpClient, rejected: httpx.Request | None = None) -> bool:
         return False
 
 
@@ -68,9 +68,10 @@ class TokenAuth:
 
     async def apply(self, request: httpx.Request, http: HttpClient) -> None:
         token = await self._current(http)
-        request.headers[self.header] = (
-            f"{self.scheme} {token.value}" if self.scheme else token.value
-        )
+        request.headers[self.header] = self._header_value(token)
+
+    def _header_value(self, token: CachedToken) -> str:
+        return f"{self.scheme} {token.value}" if self.scheme else token.value
 
     async def _current(self, http: HttpClient) -> CachedToken:
         async with self._lock:
@@ -96,11 +97,13 @@ class TokenAuth:
             return self.failure_check(response)
         return response.status_code in self.failure_statuses
 
-    async def renew(self, http: HttpClient) -> bool:
-        rejected = self._token
+    async def renew(self, http: HttpClient, rejected: httpx.Request | None = None) -> bool:
         async with self._lock:
-            # Another task may already have renewed the token this request was sent with.
-            if self._token is not None and self._token is not rejected:
+            # Concurrent requests rejected with the same token renew it once: one sent with an
+            # older token than the current one just retries with the current one.
+            current = self._token
+            sent = None if rejected is None else rejected.headers.get(self.header)
+            if current is not None and sent is not None and sent != self._header_value(current):
                 return True
             await asyncio.to_thread(self.cache.delete, self.cache_key)
             self._token = None

@@ -37,8 +37,9 @@ class Auth(Protocol):
     def is_auth_failure(self, response: httpx.Response) -> bool:
         """True when the response means the credentials/token were rejected."""
 
-    async def renew(self, http: HttpClient) -> bool:
-        """Drop a rejected token and get a new one; False when renewing cannot help."""
+    async def renew(self, http: HttpClient, rejected: httpx.Request | None = None) -> bool:
+        """Drop the token ``rejected`` was sent with and get a new one (unless a concurrent
+        request already did; None: renew regardless); False when renewing cannot help."""
 
 
 class NoAuth:
@@ -48,7 +49,7 @@ class NoAuth:
     def is_auth_failure(self, response: httpx.Response) -> bool:
         return response.status_code == 401
 
-    async def renew(self, http: HttpClient) -> bool:
+    async def renew(self, http: HttpClient, rejected: httpx.Request | None = None) -> bool:
         return False
 
 
@@ -207,7 +208,7 @@ class HttpClient:
                 status in (401, 403) if not authenticate else self.auth.is_auth_failure(response)
             )
             if rejected:
-                if authenticate and not renewed and await self.auth.renew(self):
+                if authenticate and not renewed and await self.auth.renew(self, request):
                     renewed = True
                     self.stats.auth_renewals += 1
                     attempt -= 1  # a renewal is not a failed attempt

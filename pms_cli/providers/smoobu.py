@@ -136,7 +136,7 @@ class HmacAuth:
     def is_auth_failure(self, response: httpx.Response) -> bool:
         return response.status_code == 401
 
-    async def renew(self, http: HttpClient) -> bool:
+    async def renew(self, http: HttpClient, rejected: httpx.Request | None = None) -> bool:
         return False  # static credentials: nothing to refresh
 
 

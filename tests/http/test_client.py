@@ -213,3 +213,32 @@ def test_sliding_window_never_allows_more_than_the_limit_in_any_window() -> None
         assert sent[i + 15] - sent[i] >= 10.0
     # and it is not slower than needed: 50 requests need 3 full windows of waiting
     assert sent[-1] - sent[0] <= 3 * 10.05 + 0.01
+
+
+@respx.mock(assert_all_called=True)
+def test_concurrent_requests_rejected_with_the_same_token_renew_it_only_once(
+    respx_mock: respx.MockRouter,
+) -> None:
+    """Parallel page fetches share one token; Guesty allows 5 tokens a day."""
+    clock = FakeClock()
+    fetches: list[str] = []
+    answered = 0
+
+    async def answer(request: httpx.Request) -> httpx.Response:
+        nonlocal answered
+        if request.headers["Authorization"] == "Bearer tok-1":
+            # Rejections arrive one by one, each after the previous one was renewed.
+            answered += 1
+            for _ in range(20 * answered):
+                await asyncio.sleep(0)
+            return httpx.Response(401, json={})
+        return httpx.Response(200, json={"ok": True})
+
+    respx_mock.get(f"{BASE}/items").mock(side_effect=answer)
+    client = make_client(clock, auth=token_auth(fetches))
+
+    async def four() -> list[Any]:
+        return list(await asyncio.gather(*(client.get_json("items") for _ in range(4))))
+
+    assert run(four()) == [{"ok": True}] * 4
+    assert fetches == ["tok-1", "tok-2"]
