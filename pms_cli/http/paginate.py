@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -82,12 +82,19 @@ class OffsetPaginator:
     clamps the page size; never by more than ``limit``, since a longer page carries repeats.
     Stops when the reported total is reached, or on a short/empty page when the API reports no
     total.
+
+    ``parallel`` > 1 fetches up to that many pages at once once a full page has reported the
+    total: the next offsets are then known, so a latency-bound walk approaches the rate limit
+    (which every request still passes). Pages are still yielded in order and the stop rules
+    are the same; a page that does not end where predicted (short, clamped) discards the
+    speculative fetches after it and the walk goes on from where it really is.
     """
 
     limit: int
     limit_param: str = "limit"
     offset_param: str = "offset"
     short_page_ends: bool = True
+    parallel: int = 1
 
     @property
     def page_size(self) -> int | None:
@@ -96,27 +103,61 @@ class OffsetPaginator:
     async def pages(
         self, http: HttpClient, path: str, params: Mapping[str, Any], extract: Extractor
     ) -> AsyncIterator[list[Raw]]:
+        async def fetch(at: int) -> PageBody:
+            query = {**params, self.limit_param: self.limit, self.offset_param: at}
+            return extract(await http.get_json(path, query))
+
         offset = 0
         seen: set[str] = set()
-        while True:
-            _loop_guard(seen, str(offset), path)
-            body = extract(
-                await http.get_json(
-                    path, {**params, self.limit_param: self.limit, self.offset_param: offset}
-                )
-            )
-            if body.records:
-                yield body.records
-            # More records than asked for can only be repeats (a page window that shifted):
-            # stepping past them would skip as many unseen records.
-            offset += min(len(body.records), self.limit)
-            if not body.records or body.has_more is False:
-                return
-            if body.total is not None:
-                if offset >= body.total:
+        ahead: dict[int, asyncio.Task[PageBody]] = {}
+        try:
+            while True:
+                _loop_guard(seen, str(offset), path)
+                task = ahead.pop(offset, None)
+                body = await (task if task is not None else fetch(offset))
+                # More records than asked for can only be repeats (a page window that
+                # shifted): stepping past them would skip as many unseen records.
+                following = offset + min(len(body.records), self.limit)
+                done = not body.records or body.has_more is False
+                if body.total is not None:
+                    done = done or following >= body.total
+                elif self.short_page_ends and len(body.records) < self.limit:
+                    done = True
+                if not done and self.parallel > 1:
+                    await _speculate(ahead, fetch, following, self.limit, self.parallel, body)
+                if body.records:
+                    yield body.records
+                if done:
                     return
-            elif self.short_page_ends and len(body.records) < self.limit:
-                return
+                offset = following
+        finally:
+            await _discard(ahead.values())
+
+
+async def _speculate(
+    ahead: dict[int, asyncio.Task[PageBody]],
+    fetch: Callable[[int], Awaitable[PageBody]],
+    following: int,
+    limit: int,
+    parallel: int,
+    body: PageBody,
+) -> None:
+    """Keep up to ``parallel`` fetches in flight at the offsets that follow ``following``."""
+    stale = [at for at in ahead if at < following or (at - following) % limit]
+    await _discard([ahead.pop(at) for at in stale])
+    if body.total is None or len(body.records) < limit:
+        return  # the next offsets are not known (no total) or the server clamps pages
+    for at in range(following, min(body.total, following + parallel * limit), limit):
+        if at not in ahead:
+            ahead[at] = asyncio.ensure_future(fetch(at))
+
+
+async def _discard(tasks: Iterable[asyncio.Task[PageBody]]) -> None:
+    """Cancel fetches no longer wanted and collect their outcome (errors included)."""
+    pending = list(tasks)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
 
 
 @dataclass(frozen=True)
