@@ -184,7 +184,8 @@ class HttpClient:
                 # May fetch a token, itself a rate-limited request: take our slot only after it,
                 # or the slot is recorded at a time long before this request is really sent.
                 await self.auth.apply(request, self)
-            waited = await self.limiter.acquire()
+            permit = await self.limiter.acquire()
+            waited = permit.waited
             if waited:
                 self.stats.rate_limit_waits += 1
                 self.stats.rate_limit_wait_seconds += waited
@@ -192,7 +193,10 @@ class HttpClient:
                 if authenticate:
                     await self.auth.apply(request, self)  # re-sign: signatures carry a timestamp
             try:
-                response = await self._send(request)
+                try:
+                    response = await self._send(request)
+                finally:  # answered, failed or cancelled: the slot starts to expire now
+                    permit.settle(self.clock.monotonic())
             except httpx.TimeoutException:
                 last_problem = "timeout"
                 await self._sleep_backoff(attempt, last_problem)

@@ -34,26 +34,68 @@ class Window:
         return f"{self.limit} requests / {self.seconds:g} s"
 
 
+IN_FLIGHT_POLL = 0.01
+"""Seconds between checks while the slot that would free up belongs to a request in flight."""
+
+
+class Slot:
+    """One request in a window: sent at ``sent``, answered at ``done`` (None while in flight)."""
+
+    __slots__ = ("done", "sent")
+
+    def __init__(self, sent: float) -> None:
+        self.sent = sent
+        self.done: float | None = None
+
+
 class SlidingWindow:
-    """Exact sliding-window log for one budget (one key, one window)."""
+    """Exact sliding-window log for one budget (one key, one window).
+
+    A request counts from when it is sent until ``span`` after its *answer*: the server stamps
+    it somewhere in between, so counting from the send time alone lets a delayed request and a
+    quick later one land in the same server-side window (several requests in flight at once
+    made that happen). For sequential requests this costs one latency per window.
+    """
 
     def __init__(self, window: Window, slack: float = 0.05) -> None:
         self.window = window
-        # Slack covers the gap between our send time and the server's receive time.
+        # Slack covers clock and stamping differences between us and the server.
         self.span = window.seconds + slack
-        self.sent: deque[float] = deque()
+        self.slots: deque[Slot] = deque()
 
     def wait_needed(self, now: float) -> float:
         # Same arithmetic for "expired" and for the wait, so float rounding cannot make the
         # wait zero while the oldest send still counts (that once let a 16th request through).
-        while self.sent and self.sent[0] + self.span <= now:
-            self.sent.popleft()
-        if len(self.sent) < self.window.limit:
+        while self.slots and (done := self.slots[0].done) is not None and done + self.span <= now:
+            self.slots.popleft()
+        excess = len(self.slots) - self.window.limit + 1
+        if excess <= 0:
             return 0.0
-        return self.sent[0] + self.span - now
+        # The oldest `excess` slots must all expire (answers arrive out of order).
+        wait = 0.0
+        for slot in list(self.slots)[:excess]:
+            if slot.done is None:
+                wait = max(wait, slot.sent + self.span - now, IN_FLIGHT_POLL)
+            else:
+                wait = max(wait, slot.done + self.span - now)
+        return wait
 
-    def record(self, now: float) -> None:
-        self.sent.append(now)
+    def record(self, now: float) -> Slot:
+        slot = Slot(now)
+        self.slots.append(slot)
+        return slot
+
+
+@dataclass
+class Permit:
+    """Leave to send one request; ``settle`` it when the answer (or failure) arrives."""
+
+    waited: float
+    slots: list[Slot]
+
+    def settle(self, now: float) -> None:
+        for slot in self.slots:
+            slot.done = now
 
 
 @dataclass
@@ -89,8 +131,8 @@ class RateLimiter:
     credits: CreditBudget | None = None
     read_credits: HeaderReader | None = None
 
-    async def acquire(self) -> float:
-        """Block until a request may be sent; returns the seconds waited."""
+    async def acquire(self) -> Permit:
+        """Block until a request may be sent; the permit says how long that took."""
         waited = 0.0
         while True:
             now = self.clock.monotonic()
@@ -98,9 +140,7 @@ class RateLimiter:
             if self.credits is not None:
                 wait = max(wait, self.credits.wait_needed(now))
             if wait <= 0:
-                for w in self.windows:
-                    w.record(now)
-                return waited
+                return Permit(waited, [w.record(now) for w in self.windows])
             # Round up to the millisecond so float error cannot make us spin.
             wait = math.ceil(wait * 1000) / 1000
             waited += wait

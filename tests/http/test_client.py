@@ -205,14 +205,52 @@ def test_sliding_window_never_allows_more_than_the_limit_in_any_window() -> None
 
     async def go() -> None:
         for _ in range(50):
-            await limiter.acquire()
+            permit = await limiter.acquire()
             sent.append(clock.monotonic())
+            permit.settle(clock.monotonic())  # answered at once
 
     run(go())
     for i in range(len(sent) - 15):
         assert sent[i + 15] - sent[i] >= 10.0
     # and it is not slower than needed: 50 requests need 3 full windows of waiting
     assert sent[-1] - sent[0] <= 3 * 10.05 + 0.01
+
+
+def test_a_request_occupies_its_slot_until_a_window_after_its_answer() -> None:
+    """The server stamps a request between our send and its answer: count from the answer."""
+    clock = FakeClock()
+    limiter = RateLimiter(clock=clock, windows=[SlidingWindow(Window(1, 1.0))])
+
+    async def go() -> float:
+        start = clock.monotonic()
+        first = await limiter.acquire()
+        clock.advance(0.4)  # the answer takes 0.4 s
+        first.settle(clock.monotonic())
+        await limiter.acquire()
+        return clock.monotonic() - start
+
+    assert run(go()) == pytest.approx(0.4 + 1.05, abs=1e-3)
+
+
+def test_requests_in_flight_hold_their_slots_until_answered() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(clock=clock, windows=[SlidingWindow(Window(2, 1.0))])
+
+    async def go() -> float:
+        first = await limiter.acquire()
+        await limiter.acquire()
+        third = asyncio.ensure_future(limiter.acquire())
+        start = clock.monotonic()
+        for _ in range(50):
+            await asyncio.sleep(0)  # the third keeps checking, the fake time runs on
+        assert clock.monotonic() - start > 1.05  # a window has passed since both were sent...
+        assert not third.done()  # ...but both are still in flight
+        answered = clock.monotonic()
+        first.settle(answered)
+        await third
+        return clock.monotonic() - answered
+
+    assert run(go()) >= 1.05 - 1e-6  # (float error at a 2026 epoch)
 
 
 @respx.mock(assert_all_called=True)
