@@ -267,6 +267,12 @@ def matrix(provider: str, connections: int, per_connection: int, tmp: Path, cloc
         host = f"acct{i}"
         apps[host] = mounted.app
         public = {k: v for k, v in mounted.credentials.items() if k in ("account_id", "client_id")}
+        if provider == "hostaway":
+            # Each connection its own account: its own token (the sandboxes keep separate token
+            # stores, so a token cached under a shared account id was rejected by the others,
+            # costing a 403 + a token request on some connections) and its own 20/10 s budget.
+            state.config.account_id += i
+            public["account_id"] = str(state.config.account_id)
         if provider == "guesty":
             public = {"client_id": mounted.credentials["client_id"]}
         store.add_connection(
