@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -173,6 +174,31 @@ def utc_datetime(value: object) -> datetime | None:
         return parsed.astimezone(UTC)
     except (ValueError, OverflowError):  # e.g. year 1 with a positive offset
         return None
+
+
+def local_datetime(value: object, zone: str | None) -> datetime | None:
+    """Like ``utc_datetime``, but a timestamp without offset is wall time in ``zone`` (an IANA
+    name). The repeated hour at a DST fall-back reads as its first occurrence; an unknown or
+    missing zone falls back to UTC."""
+    parsed = utc_datetime(value)
+    s = text(value)
+    if parsed is None or s is None or zone is None or _has_offset(s):
+        return parsed
+    try:
+        tz = ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return parsed
+    try:
+        return datetime.fromisoformat(s).replace(tzinfo=tz).astimezone(UTC)
+    except (ValueError, OverflowError):
+        return parsed
+
+
+def _has_offset(s: str) -> bool:
+    if s.endswith(("Z", "z")):
+        return True
+    time_part = s[10:]
+    return "+" in time_part or "-" in time_part
 
 
 def iso_date(value: object) -> date | None:

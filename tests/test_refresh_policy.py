@@ -4,8 +4,10 @@ between only the records that new bookings point at are fetched (one request eac
 from __future__ import annotations
 
 import copy
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -166,3 +168,29 @@ def test_a_dry_run_counts_caught_up_records_without_writing_them(
 
     assert result.resources["properties"].written == {"property": 1}
     assert "999002" not in rows(h, "property")
+
+
+def expected_updated_at(h: Harness, booking_id: str) -> datetime:
+    """The sandbox's naive `modifiedAt`, read as wall time of the booking's apartment zone."""
+    raw = h.state.reservations[int(booking_id)]
+    zone = h.state.apartments[raw["apartment"]["id"]]["timeZone"]
+    wall = datetime.fromisoformat(raw["modifiedAt"])
+    return wall.replace(tzinfo=ZoneInfo(zone)).astimezone(UTC)
+
+
+def test_smoobu_booking_times_use_the_apartment_zone_also_when_apartments_were_not_read(
+    tmp_path: Path, clock: SharedClock
+) -> None:
+    h = harness_for("smoobu", tmp_path, clock)
+    h.sync()
+    first = rows(h, "booking")
+    assert {str(z["timezone"]) for z in rows(h, "property").values()} != {"UTC"}
+    for booking_id in list(first)[:20]:
+        assert first[booking_id]["updated_at"] == expected_updated_at(h, booking_id)
+    clock.advance(HOUR)
+    changed = [str(b) for b in h.state.modify_bookings(5)]
+    again = h.sync()
+    assert again.resources["properties"].status == "fresh"  # zones came from the database
+    after = rows(h, "booking")
+    for booking_id in changed:
+        assert after[booking_id]["updated_at"] == expected_updated_at(h, booking_id)

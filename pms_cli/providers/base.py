@@ -129,9 +129,20 @@ class Provider:
     auth_hint: ClassVar[str]
     resources: ClassVar[tuple[Resource, ...]]
 
+    local_timestamps: ClassVar[bool] = False
+    """Timestamps without offset are wall time of the property's zone (Smoobu): before mapping,
+    the engine fills ``property_timezones`` with the zones it has stored."""
+
     def __init__(self, ctx: ProviderContext, http: HttpClient) -> None:
         self.ctx = ctx
         self.http = http
+        self.property_timezones: dict[str, str] = {}
+        """Property external id → IANA zone, for providers with ``local_timestamps``."""
+
+    def mapper_for(self, resource: Resource) -> Callable[[Raw], Sequence[AnyRecord]]:
+        """The mapper for ``resource``; override when mapping needs what the adapter knows
+        (Smoobu reads a booking's timestamps in its apartment's zone)."""
+        return resource.mapper
 
     # --- declared behaviour -------------------------------------------------------------
 

@@ -8,6 +8,7 @@ if TYPE_CHECKING:
     import httpx
 
 import base64
+import functools
 import hashlib
 import hmac
 import time
@@ -32,10 +33,10 @@ from pms_cli.models import (
     currency_code,
     integer,
     iso_date,
+    local_datetime,
     money,
     number,
     text,
-    utc_datetime,
 )
 from pms_cli.providers.base import (
     AccountInfo,
@@ -50,7 +51,8 @@ from pms_cli.redact import register_secret
 # --- unverified facts (fact sheet marks them so); correct them here and only here ----------------
 PAGE_SIZE = 100  # documented cap of `pageSize`; the default (25) is unverified, so always send it
 # Filters and timestamps are account-local with no offset, and the account zone is not exposed by
-# /api/me: we filter by date with a day of overlap, and read naive timestamps as UTC.
+# /api/me: we filter by date with a day of overlap. Booking timestamps are read in the apartment's
+# `timeZone` (fact sheet §7), as UTC while that is unknown.
 MODIFIED_OVERLAP = timedelta(days=1)
 GUESTS_KEY = "guests"  # /api/guests envelope key and item field names are unverified
 RATE_RESET_HEADER = "x-ratelimit-retry-after"  # catalogued name; a unix timestamp per one client
@@ -252,8 +254,10 @@ def booking_status(raw: Raw) -> BookingStatus:
     return BookingStatus.CONFIRMED
 
 
-def to_booking(raw: Raw) -> Sequence[AnyRecord]:
+def to_booking(raw: Raw, zones: Mapping[str, str] | None = None) -> Sequence[AnyRecord]:
+    """``zones``: apartment id → IANA zone, to read the naive ``created-at``/``modifiedAt``."""
     status = booking_status(raw)
+    zone = (zones or {}).get(str(_obj(raw.get("apartment")).get("id")))
     first, last = text(raw.get("firstname")), text(raw.get("lastname"))
     guest_id = integer(raw.get("guestId")) if status is not BookingStatus.BLOCKED else None
     return [
@@ -274,8 +278,8 @@ def to_booking(raw: Raw) -> Sequence[AnyRecord]:
             guest_name=text(raw.get("guest-name")) or _full_name(first, last),
             guest_email=text(raw.get("email")),
             guest_phone=text(raw.get("phone")),
-            created_at=utc_datetime(raw.get("created-at")),
-            updated_at=utc_datetime(raw.get("modifiedAt")),
+            created_at=local_datetime(raw.get("created-at"), zone),
+            updated_at=local_datetime(raw.get("modifiedAt"), zone),
         )
     ]
 
@@ -370,9 +374,16 @@ class Smoobu(Provider):
             return HmacAuth(key, secret.get_secret_value())
         return HeaderAuth({"Api-Key": key})
 
+    local_timestamps = True
+
     def __init__(self, ctx: ProviderContext, http: HttpClient) -> None:
         super().__init__(ctx, http)
         self._apartment_list: dict[str, Raw] | None = None
+
+    def mapper_for(self, resource: Resource) -> Callable[[Raw], Sequence[AnyRecord]]:
+        if resource.kind == "booking":
+            return functools.partial(to_booking, zones=self.property_timezones)
+        return resource.mapper
 
     async def pages(self, resource: Resource, since: datetime | None) -> AsyncIterator[list[Raw]]:
         """Apartment details need one extra request each (N+1): the list gives id + name only."""
@@ -393,7 +404,11 @@ class Smoobu(Provider):
                 raise
             return item  # deleted between the list and the detail call: keep what we know
         # The detail is not guaranteed to repeat id / name: the list's values win.
-        return {**_obj(detail), **item}
+        merged = {**_obj(detail), **item}
+        zone = text(merged.get("timeZone"))
+        if zone:
+            self.property_timezones[str(item["id"])] = zone
+        return merged
 
     async def check(self) -> AccountInfo:
         me = _obj(await self.http.get_json("me"))

@@ -145,14 +145,19 @@ def select_resources(provider: type[Provider], wanted: Sequence[str] | None) -> 
 
 
 def map_records(
-    resource: Resource, raws: Iterable[Raw]
+    resource: Resource,
+    raws: Iterable[Raw],
+    mapper: Callable[[Raw], Sequence[AnyRecord]] | None = None,
 ) -> tuple[dict[Kind, list[AnyRecord]], list[str]]:
-    """Map raw provider records by kind; a record whose mapper raises is skipped, id reported."""
+    """Map raw provider records by kind; a record whose mapper raises is skipped, id reported.
+
+    ``mapper`` defaults to the resource's own (an adapter's ``mapper_for`` may bind context)."""
+    mapper = mapper or resource.mapper
     mapped: dict[Kind, list[AnyRecord]] = {}
     skipped: list[str] = []
     for raw in raws:
         try:
-            records = resource.mapper(raw)
+            records = mapper(raw)
         except Exception:
             skipped.append(str(raw.get("id") or raw.get("_id") or "?"))
             continue
@@ -226,21 +231,37 @@ class SyncEngine:
         return await asyncio.to_thread(fn, *args)
 
     async def write_raw(
-        self, conn: Connection, resource_name: str, raws: Sequence[Raw]
+        self,
+        conn: Connection,
+        resource_name: str,
+        raws: Sequence[Raw],
+        adapter: Provider | None = None,
     ) -> tuple[dict[str, int], list[str]]:
         """Map and upsert records fetched outside a sync run (e.g. a webhook's refetch).
 
-        The same mapper and store write as ``pms sync``; cursors are not touched. Returns rows
-        written per kind and the ids of records that could not be mapped.
+        The same mapper (``adapter.mapper_for`` when given) and store write as ``pms sync``;
+        cursors are not touched. Returns rows written per kind and the ids of records that
+        could not be mapped.
         """
         resource = get_provider(conn.provider).resource(resource_name)
-        mapped, skipped = map_records(resource, raws)
+        mapper = adapter.mapper_for(resource) if adapter is not None else None
+        mapped, skipped = map_records(resource, raws, mapper)
         written: dict[str, int] = {}
         for kind, records in mapped.items():
             written[kind] = await self._store(
                 self.store.upsert_records, conn, kind, records, self._now()
             )
         return written, skipped
+
+    async def prime(self, adapter: Provider, conn: Connection) -> None:
+        """Hand the adapter what mapping needs from the store: property time zones for
+        providers whose timestamps are local wall time (Smoobu)."""
+        if not adapter.local_timestamps:
+            return
+        rows = await self._store(self.store.fetch_rows, "property", conn.id)
+        adapter.property_timezones.update(
+            {str(r["external_id"]): str(r["timezone"]) for r in rows if r.get("timezone")}
+        )
 
     async def sync_many(
         self, connections: Sequence[Connection], options: SyncOptions, concurrency: int = 4
@@ -362,6 +383,7 @@ class SyncEngine:
             self.runtime, conn, self.store, on_event=http_event
         ) as adapter:
             try:
+                await self.prime(adapter, conn)
                 for resource in resources:
                     result.resources[resource.name] = ResourceResult(resource.name)
                 fresh = [r for r in resources if await self._is_fresh(conn, r, options)]
@@ -419,6 +441,7 @@ class SyncEngine:
             self._emit("batch", result, resource.name, kind=kind, rows=n)
 
         seen_keys: set[str] = set()
+        mapper = adapter.mapper_for(resource)
         try:
             # Closed explicitly: an error while writing page n cancels the fetch of n+1 now.
             async with contextlib.aclosing(read_ahead(adapter.pages(resource, since))) as pages:
@@ -427,7 +450,7 @@ class SyncEngine:
                     seen_keys.update(k for k in resource.expected if any(k in r for r in page))
                     rr.pages += 1
                     rr.fetched += len(page)
-                    mapped, skipped_ids = map_records(resource, page)
+                    mapped, skipped_ids = map_records(resource, page, mapper)
                     rr.skipped += len(skipped_ids)
                     rr.skipped_ids.extend(skipped_ids)
                     for kind, records in mapped.items():
@@ -542,10 +565,10 @@ class SyncEngine:
         rr.requests += adapter.http.stats.requests - requests_before
         rr.fetched += len(raws)
         if options.dry_run:
-            mapped, skipped = map_records(resource, raws)
+            mapped, skipped = map_records(resource, raws, adapter.mapper_for(resource))
             written: dict[str, int] = {k: len(v) for k, v in mapped.items()}
         else:
-            written, skipped = await self.write_raw(conn, resource.name, raws)
+            written, skipped = await self.write_raw(conn, resource.name, raws, adapter)
         for kind, n in written.items():
             rr.written[kind] = rr.written.get(kind, 0) + n
         rr.skipped += len(skipped)

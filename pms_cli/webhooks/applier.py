@@ -184,7 +184,7 @@ class Applier:
                     self.store.mark_deleted, conn_id, resource.kind, [external_id], self._now()
                 )
             else:
-                _, skipped = await self.engine.write_raw(conn, resource_name, [raw])
+                _, skipped = await self.engine.write_raw(conn, resource_name, [raw], adapter)
                 if skipped:
                     await self._mark(
                         rows, "failed", error=f"bad_record: {resource.kind} could not be mapped"
@@ -248,6 +248,7 @@ class Applier:
         if conn.id in self._adapters:
             await stack.aclose()
             return self._adapters[conn.id]
+        await self.engine.prime(adapter, conn)
         self._adapters[conn.id] = adapter
         self._adapter_stacks[conn.id] = stack
         return adapter

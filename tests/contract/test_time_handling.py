@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from pms_cli.models import AnyRecord, Booking, Property, iso_date, utc_datetime
+from pms_cli.models import AnyRecord, Booking, Property, iso_date, local_datetime, utc_datetime
 from pms_cli.providers import get_provider
 
 ZERO = timedelta(0)
@@ -496,7 +496,7 @@ def test_smoobu_stay_across_a_dst_night_keeps_its_local_dates_and_nights(stay: S
 
 
 @pytest.mark.parametrize("case", WALLS, ids=ids)
-def test_smoobu_reads_account_local_naive_modified_at_as_utc_as_the_adapter_documents(
+def test_smoobu_reads_naive_modified_at_as_utc_while_the_apartment_zone_is_unknown(
     case: Wall,
 ) -> None:
     """A skipped or repeated account-local wall time neither raises nor moves to another day."""
@@ -509,12 +509,50 @@ def test_smoobu_reads_account_local_naive_modified_at_as_utc_as_the_adapter_docu
 
 
 @pytest.mark.parametrize("case", WALLS, ids=ids)
-def test_smoobu_reads_account_local_naive_created_at_as_utc_as_the_adapter_documents(
+def test_smoobu_reads_naive_created_at_as_utc_while_the_apartment_zone_is_unknown(
     case: Wall,
 ) -> None:
     check_wall_is_a_dst_edge(case)
     b = booking("smoobu", smoobu_booking(**{"created-at": f"{case.wall:%Y-%m-%d %H:%M}"}))
     assert checked_utc(b.created_at) == case.wall.replace(tzinfo=UTC)
+
+
+@pytest.mark.parametrize("case", WALLS, ids=ids)
+def test_smoobu_reads_naive_timestamps_as_wall_time_of_the_apartment_zone(case: Wall) -> None:
+    """Fact sheet §7: interpret them in the apartment's ``timeZone``. A repeated hour reads as
+    its first occurrence; a skipped one with the offset from before the change (zoneinfo)."""
+    check_wall_is_a_dst_edge(case)
+    zone = ZoneInfo(case.zone)
+    expected = case.wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
+    raw = smoobu_booking(
+        modifiedAt=f"{case.wall:%Y-%m-%d %H:%M:%S}", **{"created-at": f"{case.wall:%Y-%m-%d %H:%M}"}
+    )
+    mapper = get_provider("smoobu").resource("bookings").mapper
+    [b] = mapper(raw, zones={"123456": case.zone})  # type: ignore[call-arg]
+    assert isinstance(b, Booking)
+    assert checked_utc(b.updated_at) == expected
+    assert checked_utc(b.created_at) == expected
+    utc_offset = zone.utcoffset(case.wall.replace(fold=0))
+    assert utc_offset is not None and expected == (case.wall - utc_offset).replace(tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("text", "zone", "expected"),
+    [
+        ("2026-07-01 12:00:00", "Europe/Berlin", datetime(2026, 7, 1, 10, 0, tzinfo=UTC)),
+        ("2026-01-15 12:00", "Europe/Berlin", datetime(2026, 1, 15, 11, 0, tzinfo=UTC)),
+        ("2026-01-15 12:00", "Australia/Sydney", datetime(2026, 1, 15, 1, 0, tzinfo=UTC)),
+        ("2026-07-01T12:00:00+05:00", "Europe/Berlin", datetime(2026, 7, 1, 7, 0, tzinfo=UTC)),
+        ("2026-07-01T12:00:00Z", "Europe/Berlin", datetime(2026, 7, 1, 12, 0, tzinfo=UTC)),
+        ("2026-07-01 12:00:00", "Mars/Olympus_Mons", datetime(2026, 7, 1, 12, 0, tzinfo=UTC)),
+        ("2026-07-01 12:00:00", None, datetime(2026, 7, 1, 12, 0, tzinfo=UTC)),
+        ("not a time", "Europe/Berlin", None),
+    ],
+)
+def test_local_datetime_reads_wall_time_in_the_zone_and_keeps_explicit_offsets(
+    text: str, zone: str | None, expected: datetime | None
+) -> None:
+    assert local_datetime(text, zone) == expected
 
 
 @pytest.mark.parametrize("zone", ZONES)
