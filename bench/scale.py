@@ -274,7 +274,9 @@ def matrix(provider: str, connections: int, per_connection: int, tmp: Path, cloc
             state.config.account_id += i
             public["account_id"] = str(state.config.account_id)
         if provider == "guesty":
-            public = {"client_id": mounted.credentials["client_id"]}
+            # Its own OAuth client per account, for the same reason as Hostaway above.
+            state.config.client_id = f"{state.config.client_id}-{i}"
+            public = {"client_id": state.config.client_id}
         store.add_connection(
             Connection(
                 id=f"{provider}-{i:03d}",
@@ -295,6 +297,7 @@ def matrix(provider: str, connections: int, per_connection: int, tmp: Path, cloc
             if f.env and f.name in mounted.credentials:
                 env[f.env] = mounted.credentials[f.name]
     env.pop("HOSTAWAY_ACCOUNT_ID", None)  # every connection names its own account
+    env.pop("GUESTY_CLIENT_ID", None)
     from pms_cli.sync.session import Runtime
 
     runtime = Runtime(
