@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -109,12 +110,10 @@ class OffsetPaginator:
 
         offset = 0
         seen: set[str] = set()
-        ahead: dict[int, asyncio.Task[PageBody]] = {}
-        try:
+        async with Lookahead(fetch) as ahead:
             while True:
                 _loop_guard(seen, str(offset), path)
-                task = ahead.pop(offset, None)
-                body = await (task if task is not None else fetch(offset))
+                body = await ahead.take(offset)
                 # More records than asked for can only be repeats (a page window that
                 # shifted): stepping past them would skip as many unseen records.
                 following = offset + min(len(body.records), self.limit)
@@ -123,51 +122,68 @@ class OffsetPaginator:
                     done = done or following >= body.total
                 elif self.short_page_ends and len(body.records) < self.limit:
                     done = True
-                if not done and self.parallel > 1:
-                    await _speculate(ahead, fetch, following, self.limit, self.parallel, body)
+                # The next offsets are known after a full page that reported the total (a
+                # short page means no total or a server that clamps page sizes).
+                if self.parallel > 1 and not done and body.total is not None:
+                    full = len(body.records) >= self.limit
+                    end = min(body.total, following + self.parallel * self.limit)
+                    await ahead.want(range(following, end, self.limit) if full else ())
+                else:
+                    await ahead.want(())
                 if body.records:
                     yield body.records
                 if done:
                     return
                 offset = following
-        finally:
-            await _discard(ahead.values())
 
 
-async def _speculate(
-    ahead: dict[int, asyncio.Task[PageBody]],
-    fetch: Callable[[int], Awaitable[PageBody]],
-    following: int,
-    limit: int,
-    parallel: int,
-    body: PageBody,
-) -> None:
-    """Keep up to ``parallel`` fetches in flight at the offsets that follow ``following``."""
-    stale = [at for at in ahead if at < following or (at - following) % limit]
-    await _discard([ahead.pop(at) for at in stale])
-    if body.total is None or len(body.records) < limit:
-        return  # the next offsets are not known (no total) or the server clamps pages
-    for at in range(following, min(body.total, following + parallel * limit), limit):
-        if at not in ahead:
-            ahead[at] = asyncio.ensure_future(fetch(at))
+class Lookahead:
+    """Fetches of pages the walk will want next, started before it asks for them.
 
+    ``want(positions)`` keeps exactly those fetches in flight (cancelling ones no longer
+    predicted); ``take(position)`` returns a started fetch's page, or fetches it now. Every
+    request still goes through the client's rate limiter; leaving the block cancels the rest.
+    """
 
-async def _discard(tasks: Iterable[asyncio.Task[PageBody]]) -> None:
-    """Cancel fetches no longer wanted and collect their outcome (errors included)."""
-    pending = list(tasks)
-    for task in pending:
-        task.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
+    def __init__(self, fetch: Callable[[int], Awaitable[PageBody]]) -> None:
+        self.fetch = fetch
+        self.tasks: dict[int, asyncio.Task[PageBody]] = {}
+
+    async def __aenter__(self) -> Lookahead:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.want(())
+
+    async def take(self, position: int) -> PageBody:
+        task = self.tasks.pop(position, None)
+        return await (task if task is not None else self.fetch(position))
+
+    async def want(self, positions: Iterable[int]) -> None:
+        wanted = list(positions)
+        stale = [self.tasks.pop(p) for p in list(self.tasks) if p not in wanted]
+        for task in stale:
+            task.cancel()
+        await asyncio.gather(*stale, return_exceptions=True)  # collect errors of cancelled ones
+        for position in wanted:
+            if position not in self.tasks:
+                self.tasks[position] = asyncio.ensure_future(self.fetch(position))
 
 
 @dataclass(frozen=True)
 class PageNumberPaginator:
-    """1-based ``page`` (+ optional ``size``) paging, stopping on total, a flag or a short page."""
+    """1-based ``page`` (+ optional ``size``) paging, stopping on the API's "more" flag, else on
+    reaching its total, else on a short page.
+
+    ``parallel`` > 1: as ``OffsetPaginator`` — once a full page has reported the total, the
+    following page numbers (up to the last) are fetched that many at a time.
+    """
 
     size: int | None = None
     page_param: str = "page"
     size_param: str = "size"
     first_page: int = 1
+    parallel: int = 1
 
     @property
     def page_size(self) -> int | None:
@@ -176,25 +192,39 @@ class PageNumberPaginator:
     async def pages(
         self, http: HttpClient, path: str, params: Mapping[str, Any], extract: Extractor
     ) -> AsyncIterator[list[Raw]]:
-        page = self.first_page
-        fetched = 0
-        while True:
-            query = {**params, self.page_param: page}
+        async def fetch(number: int) -> PageBody:
+            query = {**params, self.page_param: number}
             if self.size is not None:
                 query[self.size_param] = self.size
-            body = extract(await http.get_json(path, query))
-            if body.records:
-                yield body.records
-            # Repeats beyond the page size must not count towards the total (early stop).
-            fetched += len(body.records) if self.size is None else min(len(body.records), self.size)
-            if not body.records or body.has_more is False:
-                return
-            if body.has_more is None:
-                if body.total is not None and fetched >= body.total:
+            return extract(await http.get_json(path, query))
+
+        page = self.first_page
+        fetched = 0
+        async with Lookahead(fetch) as ahead:
+            while True:
+                body = await ahead.take(page)
+                # Repeats beyond the page size must not count towards the total (early stop).
+                n = len(body.records)
+                fetched += n if self.size is None else min(n, self.size)
+                done = not body.records or body.has_more is False
+                if body.has_more is None:
+                    if body.total is not None:
+                        # A short page before the total means the server clamps the size:
+                        # its next page number still follows on (an empty page ends it).
+                        done = done or fetched >= body.total
+                    elif self.size is not None and n < self.size:
+                        done = True
+                size, total = self.size, body.total
+                if self.parallel > 1 and not done and size and total is not None and n >= size:
+                    last = self.first_page + math.ceil(total / size) - 1
+                    await ahead.want(range(page + 1, min(last, page + self.parallel) + 1))
+                else:
+                    await ahead.want(())
+                if body.records:
+                    yield body.records
+                if done:
                     return
-                if self.size is not None and len(body.records) < self.size:
-                    return
-            page += 1
+                page += 1
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,9 @@ AUTH_FAILURE_STATUSES = frozenset({401, 403})  # live status for a bad key unver
 # Trashing a booking is assumed to bump its updated_at, so updatedSince picks the deletion up.
 # -------------------------------------------------------------------------------------------------
 
+# 750 requests/min is 12.5/s; one request at a time over the internet reaches a few per second.
+PARALLEL_PAGES = 4
+
 # The default stayFilter (Upcoming), trash=False and includeExternal=false each hide bookings a
 # sync needs: past and in-house stays, trashed bookings (deletions to propagate), OTA/iCal imports.
 BOOKING_PARAMS = {
@@ -214,7 +217,7 @@ class Lodgify(Provider):
             name="properties",
             kind="property",
             path="v2/properties",
-            paginator=PageNumberPaginator(size=PAGE_SIZE),
+            paginator=PageNumberPaginator(size=PAGE_SIZE, parallel=PARALLEL_PAGES),
             extract=extract,
             mapper=to_property,
             required=("id", "name"),
@@ -226,7 +229,7 @@ class Lodgify(Provider):
             name="bookings",
             kind="booking",
             path="v2/reservations/bookings",
-            paginator=PageNumberPaginator(size=PAGE_SIZE),
+            paginator=PageNumberPaginator(size=PAGE_SIZE, parallel=PARALLEL_PAGES),
             extract=extract,
             mapper=to_booking,
             required=("id", "property_id", "arrival", "status"),

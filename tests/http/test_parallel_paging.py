@@ -13,7 +13,7 @@ from pms_cli.config import HttpSettings
 from pms_cli.errors import ProviderError
 from pms_cli.http.client import HttpClient, NoAuth
 from pms_cli.http.clock import FakeClock
-from pms_cli.http.paginate import OffsetPaginator, records_at
+from pms_cli.http.paginate import OffsetPaginator, PageNumberPaginator, records_at
 from pms_cli.http.ratelimit import RateLimiter
 
 BASE = "https://api.example.test/v1"
@@ -130,3 +130,63 @@ def test_a_failing_page_fails_the_walk_after_the_pages_before_it(
     with pytest.raises(ProviderError):
         walk(api, respx_mock, pages=pages)
     assert [i for page in pages for i in page] == list(range(500))
+
+
+class FakePagedApi(FakeApi):
+    """``GET /items?page&size`` (1-based), answering ``{items, count}``."""
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        page = int(request.url.params["page"])
+        size = min(int(request.url.params["size"]), self.clamp or 10**9)
+        self.offsets.append(page)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            for _ in range(5):
+                await asyncio.sleep(0)
+        finally:
+            self.in_flight -= 1
+        items = self.records[(page - 1) * size : page * size]
+        return httpx.Response(200, json={"items": items, "count": len(self.records)})
+
+
+def walk_pages(api: FakePagedApi, respx_mock: respx.MockRouter, size: int = 50) -> list[int]:
+    respx_mock.get(f"{BASE}/items").mock(side_effect=api)
+    clock = FakeClock()
+    http = HttpClient(
+        provider="example",
+        base_url=BASE,
+        auth=NoAuth(),
+        limiter=RateLimiter(clock=clock),
+        settings=HttpSettings(),
+        clock=clock,
+    )
+    paginator = PageNumberPaginator(size=size, parallel=4)
+
+    async def collect() -> list[int]:
+        ids: list[int] = []
+        async for page in paginator.pages(http, "items", {}, records_at("items", "count")):
+            ids.extend(r["id"] for r in page)
+            await asyncio.sleep(0)
+        return ids
+
+    return asyncio.run(collect())
+
+
+@respx.mock
+def test_parallel_page_numbers_yield_every_record_once_with_one_request_per_page(
+    respx_mock: respx.MockRouter,
+) -> None:
+    api = FakePagedApi(1020)
+    assert walk_pages(api, respx_mock) == list(range(1020))
+    assert sorted(api.offsets) == list(range(1, 22))  # ⌈1020 / 50⌉ pages, none past the last
+    assert 1 < api.max_in_flight <= 4
+
+
+@respx.mock
+def test_a_server_clamping_the_page_size_is_walked_to_its_total_without_speculation(
+    respx_mock: respx.MockRouter,
+) -> None:
+    api = FakePagedApi(95, clamp=20)
+    assert walk_pages(api, respx_mock) == list(range(95))
+    assert api.offsets == [1, 2, 3, 4, 5]
