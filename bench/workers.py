@@ -89,8 +89,12 @@ def run(connections: int, bookings: int, concurrency: int) -> list[tuple[str, fl
         queue = JobQueue(store)
         walls = {}
         for n in (1, 3):
-            store._db.execute("DELETE FROM pms_jobs")
-            store._db.execute("DELETE FROM pms_locks")
+            # Both drains start from the same empty state: with cursors left from the first,
+            # the second was incremental (a few requests each) and looked 6x faster.
+            store._db.execute(
+                "DELETE FROM pms_jobs; DELETE FROM pms_locks; DELETE FROM pms_sync_state; "
+                "DELETE FROM pms_bookings; DELETE FROM pms_guests; DELETE FROM pms_properties"
+            )
             queue.enqueue_due(time.time(), 1.0)
             walls[n], outs = drain(url, n, concurrency, mounted.credentials["api_key"])
             done = sum(int(o.split()[0]) for o in outs if o)
