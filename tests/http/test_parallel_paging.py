@@ -31,17 +31,21 @@ class FakeApi:
         self.in_flight = 0
         self.max_in_flight = 0
 
-    async def __call__(self, request: httpx.Request) -> httpx.Response:
-        skip = int(request.url.params["skip"])
-        limit = min(int(request.url.params["limit"]), self.clamp or 10**9)
-        self.offsets.append(skip)
+    async def serve(self, position: int) -> None:
+        """Log the request and stay "in flight" a few loop turns, so others can start."""
+        self.offsets.append(position)
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
-            for _ in range(5):  # let other requests start meanwhile
+            for _ in range(5):
                 await asyncio.sleep(0)
         finally:
             self.in_flight -= 1
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        skip = int(request.url.params["skip"])
+        limit = min(int(request.url.params["limit"]), self.clamp or 10**9)
+        await self.serve(skip)
         if skip == self.fail_at:
             return httpx.Response(404, json={"message": "gone"})
         if skip == self.short_once_at:
@@ -49,6 +53,18 @@ class FakeApi:
             limit -= 10
         page = self.records[skip : skip + limit]
         return httpx.Response(200, json={"results": page, "count": len(self.records)})
+
+
+def client() -> HttpClient:
+    clock = FakeClock()
+    return HttpClient(
+        provider="example",
+        base_url=BASE,
+        auth=NoAuth(),
+        limiter=RateLimiter(clock=clock),
+        settings=HttpSettings(),
+        clock=clock,
+    )
 
 
 def walk(
@@ -60,15 +76,7 @@ def walk(
     """The ids of each page, in order; ``pages`` collects them as they come (partial walks)."""
     pages = [] if pages is None else pages
     respx_mock.get(f"{BASE}/items").mock(side_effect=api)
-    clock = FakeClock()
-    http = HttpClient(
-        provider="example",
-        base_url=BASE,
-        auth=NoAuth(),
-        limiter=RateLimiter(clock=clock),
-        settings=HttpSettings(),
-        clock=clock,
-    )
+    http = client()
     paginator = OffsetPaginator(limit=100, offset_param="skip", parallel=parallel)
 
     async def collect() -> list[list[Any]]:
@@ -138,29 +146,14 @@ class FakePagedApi(FakeApi):
     async def __call__(self, request: httpx.Request) -> httpx.Response:
         page = int(request.url.params["page"])
         size = min(int(request.url.params["size"]), self.clamp or 10**9)
-        self.offsets.append(page)
-        self.in_flight += 1
-        self.max_in_flight = max(self.max_in_flight, self.in_flight)
-        try:
-            for _ in range(5):
-                await asyncio.sleep(0)
-        finally:
-            self.in_flight -= 1
+        await self.serve(page)
         items = self.records[(page - 1) * size : page * size]
         return httpx.Response(200, json={"items": items, "count": len(self.records)})
 
 
 def walk_pages(api: FakePagedApi, respx_mock: respx.MockRouter, size: int = 50) -> list[int]:
     respx_mock.get(f"{BASE}/items").mock(side_effect=api)
-    clock = FakeClock()
-    http = HttpClient(
-        provider="example",
-        base_url=BASE,
-        auth=NoAuth(),
-        limiter=RateLimiter(clock=clock),
-        settings=HttpSettings(),
-        clock=clock,
-    )
+    http = client()
     paginator = PageNumberPaginator(size=size, parallel=4)
 
     async def collect() -> list[int]:
