@@ -236,21 +236,25 @@ class SyncEngine:
         resource_name: str,
         raws: Sequence[Raw],
         adapter: Provider | None = None,
+        dry_run: bool = False,
     ) -> tuple[dict[str, int], list[str]]:
         """Map and upsert records fetched outside a sync run (e.g. a webhook's refetch).
 
         The same mapper (``adapter.mapper_for`` when given) and store write as ``pms sync``;
-        cursors are not touched. Returns rows written per kind and the ids of records that
-        could not be mapped.
+        cursors are not touched. Returns rows written (``dry_run``: that would be written) per
+        kind and the ids of records that could not be mapped.
         """
         resource = get_provider(conn.provider).resource(resource_name)
         mapper = adapter.mapper_for(resource) if adapter is not None else None
         mapped, skipped = map_records(resource, raws, mapper)
         written: dict[str, int] = {}
         for kind, records in mapped.items():
-            written[kind] = await self._store(
-                self.store.upsert_records, conn, kind, records, self._now()
-            )
+            if dry_run:
+                written[kind] = len({r.external_id for r in records})
+            else:
+                written[kind] = await self._store(
+                    self.store.upsert_records, conn, kind, records, self._now()
+                )
         return written, skipped
 
     async def prime(self, adapter: Provider, conn: Connection) -> None:
@@ -386,7 +390,10 @@ class SyncEngine:
                 await self.prime(adapter, conn)
                 for resource in resources:
                     result.resources[resource.name] = ResourceResult(resource.name)
-                fresh = [r for r in resources if await self._is_fresh(conn, r, options)]
+                cursors: dict[str, str | None] = {}
+                if options.since is None and not options.full:
+                    cursors = await self._store(self.store.cursors, conn.id)
+                fresh = [r for r in resources if self._is_fresh(r, cursors.get(r.name))]
                 # Ids that this run's bookings point at, per kind whose resource is skipped.
                 watch: dict[Kind, set[str]] = {r.kind: set() for r in fresh}
                 for resource in resources:
@@ -394,10 +401,13 @@ class SyncEngine:
                         result.resources[resource.name].status = "fresh"
                         self._emit("resource", result, resource.name)
                     else:
-                        await self._sync_resource(conn, adapter, resource, options, result, watch)
+                        cursor = cursors.get(resource.name)
+                        await self._sync_resource(
+                            conn, adapter, resource, options, result, cursor, watch
+                        )
                 for resource in fresh:
-                    refs = watch[resource.kind]
-                    await self._catch_up(conn, adapter, resource, refs, options, result)
+                    refs, cursor = watch[resource.kind], cursors.get(resource.name)
+                    await self._catch_up(conn, adapter, resource, refs, options, result, cursor)
             finally:
                 stats = adapter.http.stats
                 result.requests = stats.requests
@@ -413,17 +423,16 @@ class SyncEngine:
         resource: Resource,
         options: SyncOptions,
         result: SyncResult,
+        cursor: str | None,
         watch: dict[Kind, set[str]] | None = None,
     ) -> None:
+        """Read ``resource`` from ``cursor`` (None: whole) and write it; advance the cursor."""
         rr = result.resources[resource.name]
         rr.status = "running"
         self._emit("resource", result, resource.name)
         requests_before = adapter.http.stats.requests
         run_start = self._now()
         since = options.since
-        cursor = None
-        if since is None and not options.full:
-            cursor = await self._store(self.store.get_cursor, conn.id, resource.name)
         if cursor and resource.incremental:
             lag = timedelta(minutes=self.runtime.settings.sync.lag_minutes)
             since = datetime.fromisoformat(cursor) - lag
@@ -501,8 +510,9 @@ class SyncEngine:
                     )
         self._emit("resource", result, resource.name)
 
-    async def _is_fresh(self, conn: Connection, resource: Resource, options: SyncOptions) -> bool:
-        """A resource without a modified-since filter whose last whole read is recent enough.
+    def _is_fresh(self, resource: Resource, cursor: str | None) -> bool:
+        """A resource without a modified-since filter whose last whole read (``cursor``; None
+        for ``--full`` and ``--since`` runs) is recent enough.
 
         Re-reading such a resource every run costs a full walk (Smoobu apartments: one detail
         call each), so it is re-read when its last whole read is older than
@@ -510,10 +520,7 @@ class SyncEngine:
         bookings point at but the store lacks are fetched anyway (``_catch_up``).
         """
         hours = self.runtime.settings.sync.refresh_hours
-        if resource.incremental or options.full or options.since is not None or hours <= 0:
-            return False
-        cursor = await self._store(self.store.get_cursor, conn.id, resource.name)
-        if not cursor:
+        if resource.incremental or hours <= 0 or not cursor:
             return False
         return self._now() - datetime.fromisoformat(cursor) < timedelta(hours=hours)
 
@@ -525,6 +532,7 @@ class SyncEngine:
         referenced: set[str],
         options: SyncOptions,
         result: SyncResult,
+        cursor: str | None,
     ) -> None:
         """Fetch the records of a skipped resource that new bookings point at (a new apartment
         or guest), one request each via ``fetch_one``; re-read the resource whole when that is
@@ -543,7 +551,7 @@ class SyncEngine:
         page = resource.paginator.page_size or CATCH_UP_PAGE_GUESS
         whole_read = math.ceil(records / page) + (records if resource.detail_per_record else 0)
         if len(missing) > whole_read:
-            await self._sync_resource(conn, adapter, resource, options, result)
+            await self._sync_resource(conn, adapter, resource, options, result, cursor)
             return
         rr.status = "running"
         self._emit("resource", result, resource.name)
@@ -555,7 +563,7 @@ class SyncEngine:
                 if raw is not None:  # gone since the booking was read: nothing to add
                     raws.append(raw)
         except NotImplementedError:
-            await self._sync_resource(conn, adapter, resource, options, result)
+            await self._sync_resource(conn, adapter, resource, options, result, cursor)
             return
         except PmsError:
             rr.status = "failed"
@@ -564,11 +572,9 @@ class SyncEngine:
             raise
         rr.requests += adapter.http.stats.requests - requests_before
         rr.fetched += len(raws)
-        if options.dry_run:
-            mapped, skipped = map_records(resource, raws, adapter.mapper_for(resource))
-            written: dict[str, int] = {k: len(v) for k, v in mapped.items()}
-        else:
-            written, skipped = await self.write_raw(conn, resource.name, raws, adapter)
+        written, skipped = await self.write_raw(
+            conn, resource.name, raws, adapter, dry_run=options.dry_run
+        )
         for kind, n in written.items():
             rr.written[kind] = rr.written.get(kind, 0) + n
         rr.skipped += len(skipped)
