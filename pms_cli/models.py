@@ -7,7 +7,7 @@ ISO 3166-1 alpha-2. Each model keeps the provider's raw payload in ``raw``.
 from __future__ import annotations
 
 import math
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any, Literal
@@ -162,43 +162,30 @@ def country_code(value: object) -> str | None:
     return s.upper() if s and len(s) == 2 and s.isascii() and s.isalpha() else None
 
 
-def utc_datetime(value: object) -> datetime | None:
-    """Parse ISO-8601 or ``YYYY-MM-DD HH:MM:SS`` (naive = UTC) into an aware UTC datetime."""
+def utc_datetime(value: object, naive_zone: tzinfo = UTC) -> datetime | None:
+    """Parse ISO-8601 or ``YYYY-MM-DD HH:MM:SS`` into an aware UTC datetime; a value without
+    offset is wall time in ``naive_zone`` (the repeated hour at a DST fall-back reads as its
+    first occurrence)."""
     s = text(value)
     if s is None:
         return None
     try:
         parsed = datetime.fromisoformat(s.replace("Z", "+00:00"))
         if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
+            parsed = parsed.replace(tzinfo=naive_zone)
         return parsed.astimezone(UTC)
     except (ValueError, OverflowError):  # e.g. year 1 with a positive offset
         return None
 
 
 def local_datetime(value: object, zone: str | None) -> datetime | None:
-    """Like ``utc_datetime``, but a timestamp without offset is wall time in ``zone`` (an IANA
-    name). The repeated hour at a DST fall-back reads as its first occurrence; an unknown or
-    missing zone falls back to UTC."""
-    parsed = utc_datetime(value)
-    s = text(value)
-    if parsed is None or s is None or zone is None or _has_offset(s):
-        return parsed
+    """``utc_datetime`` with values without offset read as wall time in ``zone`` (an IANA
+    name); an unknown or missing zone falls back to UTC."""
     try:
-        tz = ZoneInfo(zone)
+        naive_zone: tzinfo = ZoneInfo(zone) if zone else UTC
     except (ZoneInfoNotFoundError, ValueError):
-        return parsed
-    try:
-        return datetime.fromisoformat(s).replace(tzinfo=tz).astimezone(UTC)
-    except (ValueError, OverflowError):
-        return parsed
-
-
-def _has_offset(s: str) -> bool:
-    if s.endswith(("Z", "z")):
-        return True
-    time_part = s[10:]
-    return "+" in time_part or "-" in time_part
+        naive_zone = UTC
+    return utc_datetime(value, naive_zone)
 
 
 def iso_date(value: object) -> date | None:
