@@ -10,6 +10,7 @@ Credit budgets (Beds24) are paced from the provider's own response headers via `
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -73,7 +74,7 @@ class SlidingWindow:
             return 0.0
         # The oldest `excess` slots must all expire (answers arrive out of order).
         wait = 0.0
-        for slot in list(self.slots)[:excess]:
+        for slot in itertools.islice(self.slots, excess):
             if slot.done is None:
                 wait = max(wait, slot.sent + self.span - now, IN_FLIGHT_POLL)
             else:

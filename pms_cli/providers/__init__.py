@@ -54,25 +54,21 @@ def registry() -> dict[str, type[Provider]]:
     return dict(sorted(found.items()))
 
 
-_loaded: dict[str, type[Provider]] = {}
-
-
 def get_provider(name: str) -> type[Provider]:
     """The provider called ``name``, importing only its own module when it has one."""
-    key = name.lower()
-    cls = _loaded.get(key)
-    if cls is not None:
-        return cls
-    if key in module_names():
-        cls = _provider_in(key)
+    cls = _named(name.lower())
+    if cls is None:
+        raise ConfigError(
+            f"unknown provider {name!r}",
+            hint=f"Choose one of: {', '.join(registry())} (see `pms providers`).",
+            code="unknown_provider",
+        )
+    return cls
+
+
+@cache
+def _named(key: str) -> type[Provider] | None:
+    cls = _provider_in(key) if key in module_names() else None
     if cls is None or cls.name != key:
-        try:
-            cls = registry()[key]
-        except KeyError:
-            raise ConfigError(
-                f"unknown provider {name!r}",
-                hint=f"Choose one of: {', '.join(registry())} (see `pms providers`).",
-                code="unknown_provider",
-            ) from None
-    _loaded[key] = cls
+        cls = registry().get(key)
     return cls
