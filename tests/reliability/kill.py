@@ -4,21 +4,29 @@ Shared by tests/reliability/test_kill_and_overlap.py (a few trials) and bench/fa
 The sandbox runs in this process on 127.0.0.1 behind a ``slow`` fault, so a sync spans a
 second or so and a random kill lands anywhere: before the lock, between pages, inside a batch
 write, while finishing the log. Small write batches make partial progress likely.
+
+Every kill point is one the run is certain to reach: a ``Gate`` in front of the sandbox holds
+the chosen request unanswered until the process is dead, so the run cannot finish first however
+slow or fast this machine is (a kill timed after "the N-th request" alone could land after the
+run's last request on a busy machine, and then nothing was tested).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pms_cli.providers import get_provider
 from pms_cli.sandbox.faults import Fault, quiet_injected_errors, with_faults
@@ -31,10 +39,50 @@ CONNECTION_ID = "11111111-2222-4333-8444-555555555555"
 ROOT = Path(__file__).resolve().parents[2]
 
 
+class Gate:
+    """ASGI wrapper that counts requests and can hold one of them unanswered.
+
+    ``arm(n)`` makes the n-th request (counted from the start) wait until ``release()``;
+    ``holding`` is set once it arrived. The held client is killed meanwhile, so the request
+    is simply abandoned. A safety timeout keeps a forgotten gate from hanging the server.
+    """
+
+    def __init__(self, app: Any, timeout: float = 30.0) -> None:
+        self.app = app
+        self.timeout = timeout
+        self.requests = 0
+        self.hold_at = 0
+        self.holding = threading.Event()
+        self.released = threading.Event()
+        self._lock = threading.Lock()
+
+    def arm(self, request_number: int) -> None:
+        self.holding.clear()
+        self.released.clear()
+        self.hold_at = request_number
+
+    def release(self) -> None:
+        self.hold_at = 0
+        self.released.set()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            with self._lock:
+                self.requests += 1
+                held = self.requests == self.hold_at
+            if held:
+                self.holding.set()
+                deadline = time.monotonic() + self.timeout
+                while not self.released.is_set() and time.monotonic() < deadline:
+                    await asyncio.sleep(0.005)
+        await self.app(scope, receive, send)
+
+
 @dataclass
 class Served:
     server: SandboxServer
     sandbox: MountedSandbox
+    gate: Gate
 
     @property
     def base_url(self) -> str:
@@ -55,9 +103,12 @@ def serve(
         extra.append(Fault("slow", delay=delay, every=1))
     sandbox = with_faults(mounted[0], extra)
     quiet_injected_errors()
-    app = Starlette(routes=[Mount(f"/{provider}", app=sandbox.app)])
-    with running(app) as server:
-        yield Served(server, sandbox)
+    gate = Gate(Starlette(routes=[Mount(f"/{provider}", app=sandbox.app)]))
+    try:
+        with running(gate) as server:
+            yield Served(server, sandbox, gate)
+    finally:
+        gate.release()
 
 
 def environment(home: Path, sandbox: MountedSandbox, **extra: str) -> dict[str, str]:
@@ -165,7 +216,7 @@ class Trial:
 
 
 def requests_seen(served: Served) -> int:
-    return int(served.sandbox.extra["faults"].requests)
+    return served.gate.requests
 
 
 def reference(home: Path, served: Served) -> tuple[Rows, int]:
@@ -178,31 +229,36 @@ def reference(home: Path, served: Served) -> tuple[Rows, int]:
     return rows(home), requests_seen(served) - before
 
 
-def trial(home: Path, served: Served, want: Rows, after_requests: int, extra_delay: float) -> Trial:
-    """Start a sync, SIGKILL it ``extra_delay`` s after its ``after_requests``-th request (0:
-    during start-up), rerun it, compare with ``want``."""
+def trial(home: Path, served: Served, want: Rows, at_request: int, extra_delay: float) -> Trial:
+    """Start a sync, SIGKILL it while the sandbox holds its ``at_request``-th request (0: during
+    start-up, ``extra_delay`` s after the start unless its first request comes sooner; then that
+    request is held), ``extra_delay`` s after the request arrived (other requests and writes go
+    on meanwhile), rerun it, compare with ``want``."""
     connect(home, served)
     env = environment(home, served.sandbox)
-    base = requests_seen(served)
+    served.gate.arm(requests_seen(served) + max(at_request, 1))
     proc = subprocess.Popen(
         sync_command(), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    deadline = time.monotonic() + 60
-    while requests_seen(served) - base < after_requests and proc.poll() is None:
-        if time.monotonic() > deadline:
-            break
-        time.sleep(0.005)
     try:
-        proc.wait(timeout=extra_delay)
-        killed = False
-    except subprocess.TimeoutExpired:
+        if at_request == 0:
+            served.gate.holding.wait(timeout=extra_delay)
+        else:
+            deadline = time.monotonic() + 60
+            while not served.gate.holding.wait(timeout=0.01):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    break
+            time.sleep(extra_delay)
+        # The run cannot have finished while its request is held; poll() proves it.
+        killed = proc.poll() is None
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
-        killed = True
+    finally:
+        served.gate.release()
     started = time.monotonic()
     again = sync(env)
     return Trial(
-        after_requests=after_requests,
+        after_requests=at_request,
         extra_delay=extra_delay,
         killed=killed,
         rerun_code=again.returncode,
@@ -220,14 +276,15 @@ def trials(
     bookings: int = 300,
     delay: float = 0.1,
 ) -> list[Trial]:
-    """``count`` kill trials, each after a random number of the clean run's requests plus a
-    random fraction of one slowed request (or at a random moment of start-up)."""
+    """``count`` kill trials, each while one of the requests the clean run made is held (never
+    its last, whose number depends on timing where pages are read ahead), or at a random moment
+    of start-up."""
     rng = random.Random(seed)
     with serve(provider, bookings=bookings, delay=delay) as served:
         want, requests = reference(workdir / "reference", served)
         out = []
         for i in range(count):
-            after = rng.randint(0, requests)
-            extra = rng.uniform(0, 1.0) if after == 0 else rng.uniform(0, delay * 1.5)
-            out.append(trial(workdir / f"trial-{i}", served, want, after, extra))
+            at = rng.randint(0, max(requests - 1, 1))
+            extra = rng.uniform(0, 1.0) if at == 0 else rng.uniform(0, delay * 1.5)
+            out.append(trial(workdir / f"trial-{i}", served, want, at, extra))
         return out
