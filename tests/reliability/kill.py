@@ -72,9 +72,7 @@ class Gate:
                 held = self.requests == self.hold_at
             if held:
                 self.holding.set()
-                deadline = time.monotonic() + self.timeout
-                while not self.released.is_set() and time.monotonic() < deadline:
-                    await asyncio.sleep(0.005)
+                await asyncio.to_thread(self.released.wait, self.timeout)
         await self.app(scope, receive, send)
 
 
