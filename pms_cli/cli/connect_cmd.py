@@ -99,6 +99,9 @@ def register(app: typer.Typer) -> None:
                 )
             if value:
                 values[f.name] = value.strip()
+        problem = cls.credential_problem(values)
+        if problem is not None:
+            raise problem
         missing = [f for f in cls.credential_fields if f.required and f.name not in values]
         if missing:
             names = ", ".join(f"--{f.name.replace('_', '-')} or {f.env}" for f in missing)

@@ -37,14 +37,16 @@ def register(app: typer.Typer) -> None:
         rows: list[dict[str, Any]] = []
         for c in conns:
             source = "n/a"
+            problem: dict[str, str] | None = None
             if c.status != "disconnected":
                 try:
                     provider = get_provider(c.provider)
                     from pms_cli.sync.session import connection_credentials
 
                     _, source = connection_credentials(provider, c, os.environ)
-                except ConfigError:
+                except ConfigError as exc:
                     source = "missing"
+                    problem = {"message": exc.message, "hint": exc.hint}
             last = store.list_runs(c.id, limit=1)
             unmapped = [m for m in store.list_mappings(c.id) if not m["property_id"]]
             rows.append(
@@ -56,6 +58,7 @@ def register(app: typer.Typer) -> None:
                     "status": c.status,
                     "account_ref": c.account_ref,
                     "credentials": source if source != "file" else "file (insecure storage)",
+                    "credentials_problem": problem,
                     "last_sync_at": c.last_sync_at,
                     "last_run": {
                         "status": last[0].status,
@@ -109,6 +112,10 @@ def register(app: typer.Typer) -> None:
                 health += "\nHint: see `pms logs --webhooks`"
             if r["credentials"] == "missing":
                 health = "credentials missing: run `pms connect` again or set the env vars"
+                if r["credentials_problem"]:
+                    # The provider's own diagnosis (e.g. Smoobu: key without its secret).
+                    health = f"Error: {r['credentials_problem']['message']}"
+                    health += f"\nHint: {r['credentials_problem']['hint']}"
             table.add_row(
                 f"{r['connection_id']}\n{r['display_name']}",
                 r["provider"],

@@ -12,14 +12,14 @@ To add a provider: create ``pms_cli/providers/<name>.py`` with a subclass, and a
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
 from pydantic import SecretStr
 
-from pms_cli.errors import ProviderError
+from pms_cli.errors import ConfigError, ProviderError
 from pms_cli.http.client import Auth, HttpClient, parse_retry_after
 from pms_cli.http.paginate import Extractor, Paginator, Raw
 from pms_cli.http.ratelimit import HeaderReader, Window
@@ -67,9 +67,25 @@ class Resource:
     the field was probably renamed: the records are written (``raw`` keeps everything) but the
     cursor is kept and the run ends ``partial`` with ``schema_drift``, so the rows are read and
     mapped again once pms is updated instead of silently keeping a NULL column."""
+    aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Other spellings real payloads use for a ``required`` or ``expected`` key (Smoobu's list
+    example spells ``modifiedAt`` as ``modified-at``). Any spelling present counts as the key,
+    so a spelling variant is never taken for a renamed field. The mapper reads them too."""
     detail_per_record: bool = False
     """The list lacks fields, so a whole read adds one detail request per record (Smoobu
     apartments). Prices a whole re-read against fetching a few records one by one."""
+
+    def spellings(self, key: str) -> tuple[str, ...]:
+        """``key`` and its known variants, canonical spelling first."""
+        return (key, *self.aliases.get(key, ()))
+
+    def carries(self, record: Mapping[str, Any], key: str) -> bool:
+        """``record`` has ``key`` in some spelling (its value may be null)."""
+        return any(k in record for k in self.spellings(key))
+
+    def value(self, record: Mapping[str, Any], key: str) -> Any:
+        """The first non-null value of ``key`` in any of its spellings, else None."""
+        return next((record[k] for k in self.spellings(key) if record.get(k) is not None), None)
 
     @property
     def incremental(self) -> bool:
@@ -132,12 +148,22 @@ class Provider:
     local_timestamps: ClassVar[bool] = False
     """Timestamps without offset are wall time of the property's zone (Smoobu): before mapping,
     the engine fills ``property_timezones`` with the zones it has stored."""
+    needs_stored_properties: ClassVar[bool] = False
+    """Booking mapping needs more of what earlier runs stored about properties than their zone
+    (Smoobu: bookings carry no currency, their apartment does): before mapping, the engine
+    hands the stored property rows to ``remember_properties``."""
 
     def __init__(self, ctx: ProviderContext, http: HttpClient) -> None:
         self.ctx = ctx
         self.http = http
         self.property_timezones: dict[str, str] = {}
         """Property external id → IANA zone, for providers with ``local_timestamps``."""
+
+    def remember_properties(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Keep what mapping needs from stored property rows (default: their time zones)."""
+        self.property_timezones.update(
+            {str(r["external_id"]): str(r["timezone"]) for r in rows if r.get("timezone")}
+        )
 
     def mapper_for(self, resource: Resource) -> Callable[[Raw], Sequence[AnyRecord]]:
         """The mapper for ``resource``; override when mapping needs what the adapter knows
@@ -150,6 +176,14 @@ class Provider:
     def account_ref_from(cls, public: Mapping[str, str]) -> str:
         """The non-secret account reference known before ``check()`` (e.g. an account id)."""
         return next(iter(public.values()), "")
+
+    @classmethod
+    def credential_problem(cls, present: Collection[str]) -> ConfigError | None:
+        """Why credentials with only the ``present`` fields cannot work, known before any
+        request (Smoobu refuses a key without its HMAC secret since 2026-09-25); None when they
+        may. ``pms connect``, ``pms status`` and every sync consult it, so the user reads one
+        clear ``Error:``/``Hint:`` instead of a provider 401."""
+        return None
 
     @classmethod
     def build_auth(cls, ctx: ProviderContext) -> Auth:

@@ -13,13 +13,12 @@ import hashlib
 import hmac
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
-from pms_cli.errors import ProviderError
-from pms_cli.http.auth import HeaderAuth
+from pms_cli.errors import ConfigError, ProviderError
 from pms_cli.http.client import Auth, HttpClient, parse_retry_after
 from pms_cli.http.paginate import Extractor, PageBody, PageNumberPaginator, Raw
 from pms_cli.http.ratelimit import Window
@@ -55,6 +54,14 @@ PAGE_SIZE = 100  # documented cap of `pageSize`; the default (25) is unverified,
 # `timeZone` (fact sheet §7), as UTC while that is unknown.
 MODIFIED_OVERLAP = timedelta(days=1)
 GUESTS_KEY = "guests"  # /api/guests envelope key and item field names are unverified
+# Paging keys: /api/reservations sends snake_case, /api/guests camelCase (fact sheet 2026-12-06);
+# each list is read with both so neither endpoint switching spelling breaks paging.
+PAGE_COUNT_KEYS = ("page_count", "pageCount")
+TOTAL_ITEMS_KEYS = ("total_items", "totalItems")
+# Booking modification time: `modifiedAt` in the field table, webhooks and client code,
+# `modified-at` in the official list example. No third spelling has been seen.
+MODIFIED_KEY, MODIFIED_ALIASES = "modifiedAt", ("modified-at",)
+# Webhook price-element payloads: which key names the booking is unverified (see webhooks/smoobu).
 RATE_RESET_HEADER = "x-ratelimit-retry-after"  # catalogued name; a unix timestamp per one client
 EPOCH_THRESHOLD = 1_000_000_000  # smaller X-RateLimit-Retry-After values are read as seconds
 # -----------------------------------------------------------------------------------------------
@@ -164,17 +171,22 @@ def _garbage(message: str) -> ProviderError:
     )
 
 
+def _any_int(body: Mapping[str, Any], keys: Sequence[str]) -> int | None:
+    return next((n for n in (integer(body.get(k)) for k in keys) if n is not None), None)
+
+
 def paged(key: str) -> Extractor:
-    """``{page, page_count, total_items, <key>: [...]}``; last page when ``page >= page_count``."""
+    """``{page, page_count|pageCount, total_items|totalItems, <key>: [...]}``; last page when
+    ``page >= page_count``."""
 
     def extract(body: Any) -> PageBody:
         items = body.get(key) if isinstance(body, dict) else None
         if not isinstance(items, list):
             raise _garbage(f"list response without a {key!r} list")
-        page, count = integer(body.get("page")), integer(body.get("page_count"))
+        page, count = integer(body.get("page")), _any_int(body, PAGE_COUNT_KEYS)
         more = None if page is None or count is None else page < count
         # total_items lets later pages be fetched in parallel; `more` still decides the end.
-        total = integer(body.get("total_items"))
+        total = _any_int(body, TOTAL_ITEMS_KEYS)
         return PageBody([r for r in items if isinstance(r, dict)], total, more)
 
     return extract
@@ -258,10 +270,21 @@ def booking_status(raw: Raw) -> BookingStatus:
     return BookingStatus.CONFIRMED
 
 
-def to_booking(raw: Raw, zones: Mapping[str, str] | None = None) -> Sequence[AnyRecord]:
-    """``zones``: apartment id → IANA zone, to read the naive ``created-at``/``modifiedAt``."""
+def modified_at(raw: Raw) -> Any:
+    """The booking's modification time in whichever spelling it came."""
+    return next((raw[k] for k in (MODIFIED_KEY, *MODIFIED_ALIASES) if raw.get(k) is not None), None)
+
+
+def to_booking(
+    raw: Raw,
+    zones: Mapping[str, str] | None = None,
+    currencies: Mapping[str, str] | None = None,
+) -> Sequence[AnyRecord]:
+    """``zones``: apartment id → IANA zone, to read the naive ``created-at``/``modifiedAt``;
+    ``currencies``: apartment id → ISO currency (bookings carry none, their apartment does)."""
     status = booking_status(raw)
-    zone = (zones or {}).get(str(_obj(raw.get("apartment")).get("id")))
+    apartment = str(_obj(raw.get("apartment")).get("id"))
+    zone = (zones or {}).get(apartment)
     first, last = text(raw.get("firstname")), text(raw.get("lastname"))
     guest_id = integer(raw.get("guestId")) if status is not BookingStatus.BLOCKED else None
     return [
@@ -278,14 +301,27 @@ def to_booking(raw: Raw, zones: Mapping[str, str] | None = None) -> Sequence[Any
             channel=text(_obj(raw.get("channel")).get("name")),
             confirmation_code=text(raw.get("reference-id")),
             total_price=money(raw.get("price")),
-            currency=currency_code(raw.get("currency")),  # usually absent: it is per apartment
+            currency=currency_code(raw.get("currency"))
+            or currency_code((currencies or {}).get(apartment)),
             guest_name=text(raw.get("guest-name")) or _full_name(first, last),
             guest_email=text(raw.get("email")),
             guest_phone=text(raw.get("phone")),
             created_at=local_datetime(raw.get("created-at"), zone),
-            updated_at=local_datetime(raw.get("modifiedAt"), zone),
+            updated_at=local_datetime(modified_at(raw), zone),
         )
     ]
+
+
+def missing_secret_error() -> ConfigError:
+    return ConfigError(
+        "Smoobu refuses requests that are not HMAC-signed since 2026-09-25, and this connection "
+        "has an API key but no API secret (SMOOBU_API_SECRET)",
+        hint="In Smoobu → Settings → Advanced → API Keys, create a key (Create New): its secret "
+        "is shown once. Then run `pms connect smoobu` with both, or set SMOOBU_API_KEY and "
+        "SMOOBU_API_SECRET.",
+        code="credentials_missing",
+        provider="smoobu",
+    )
 
 
 def to_guest(raw: Raw) -> Sequence[AnyRecord]:
@@ -311,16 +347,15 @@ class Smoobu(Provider):
     name = "smoobu"
     title = "Smoobu"
     default_base_url = "https://login.smoobu.com/api"
-    auth_kind = "API key; HMAC-SHA256 signed requests when the secret is given, else Api-Key"
+    auth_kind = "API key + secret; every request HMAC-SHA256 signed (mandatory since 2026-09-25)"
     credential_fields = (
         CredentialField("api_key", "API key", "SMOOBU_API_KEY"),
         CredentialField(
             "api_secret",
             "API secret",
             "SMOOBU_API_SECRET",
-            required=False,
-            help="shown once when the key is created; without it the legacy Api-Key header is "
-            "sent, which Smoobu sunsets in 2026",
+            help="shown once when the key is created; Smoobu refuses unsigned requests since "
+            "2026-09-25",
         ),
     )
     rate_limits = (Window(1000, 60.0),)
@@ -355,7 +390,8 @@ class Smoobu(Provider):
             extract=paged("bookings"),
             mapper=to_booking,
             required=("id", "apartment", "arrival"),
-            expected=("departure", "price", "guest-name", "modifiedAt"),
+            expected=("departure", "price", "guest-name", MODIFIED_KEY),
+            aliases={MODIFIED_KEY: MODIFIED_ALIASES},
             # Cancellations are hidden by default; blocks are shown, but say so explicitly.
             params={"showCancellation": "true", "excludeBlocked": "false"},
             since=since_params,
@@ -371,47 +407,93 @@ class Smoobu(Provider):
     )
 
     @classmethod
+    def credential_problem(cls, present: Collection[str]) -> ConfigError | None:
+        if "api_key" in present and "api_secret" not in present:
+            return missing_secret_error()
+        return None
+
+    @classmethod
     def build_auth(cls, ctx: ProviderContext) -> Auth:
-        key = ctx.credentials["api_key"].get_secret_value()
         secret = ctx.credentials.get("api_secret")
-        if secret is not None and secret.get_secret_value():
-            return HmacAuth(key, secret.get_secret_value())
-        return HeaderAuth({"Api-Key": key})
+        if secret is None or not secret.get_secret_value():
+            # Library callers that bypass `pms connect` / the session get the same clear error
+            # before a request is sent that Smoobu would refuse anyway.
+            raise missing_secret_error()
+        return HmacAuth(ctx.credentials["api_key"].get_secret_value(), secret.get_secret_value())
 
     local_timestamps = True
+    needs_stored_properties = True
 
     def __init__(self, ctx: ProviderContext, http: HttpClient) -> None:
         super().__init__(ctx, http)
         self._apartment_list: dict[str, Raw] | None = None
+        self.property_currencies: dict[str, str] = {}
+        """Apartment id → ISO currency, for bookings (which carry none)."""
+        self._looked_up: set[str] = set()
+        # Details read while mapping bookings, kept until the engine's catch-up stores the
+        # apartment, so a new apartment costs one detail request, not two.
+        self._unstored_details: dict[str, Any] = {}
+
+    def remember_properties(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        super().remember_properties(rows)
+        self.property_currencies.update(
+            {str(r["external_id"]): str(r["currency"]) for r in rows if r.get("currency")}
+        )
 
     def mapper_for(self, resource: Resource) -> Callable[[Raw], Sequence[AnyRecord]]:
         if resource.kind == "booking":
-            return functools.partial(to_booking, zones=self.property_timezones)
+            return functools.partial(
+                to_booking, zones=self.property_timezones, currencies=self.property_currencies
+            )
         return resource.mapper
 
     async def pages(self, resource: Resource, since: datetime | None) -> AsyncIterator[list[Raw]]:
-        """Apartment details need one extra request each (N+1): the list gives id + name only."""
+        """Apartment details need one extra request each (N+1): the list gives id + name only.
+        A booking page naming an apartment not read yet (created since the apartments were
+        last read) costs one detail request for it, so its bookings get currency and zone."""
         async for page in super().pages(resource, since):
+            if resource.kind == "booking":
+                await self._learn_apartments(page)
+                yield page
+                continue
             if resource.kind != "property":
                 yield page
                 continue
             for start in range(0, len(page), DETAIL_CHUNK):
                 yield [await self._apartment(item) for item in page[start : start + DETAIL_CHUNK]]
 
-    async def _apartment(self, item: Raw) -> Raw:
+    async def _learn_apartments(self, bookings: Sequence[Raw]) -> None:
+        for booking in bookings:
+            apartment = _obj(booking.get("apartment")).get("id")
+            key = str(apartment)
+            if not isinstance(apartment, int | str) or key in self.property_currencies:
+                continue
+            if key in self._looked_up:  # asked once per run, even if it had no currency
+                continue
+            self._looked_up.add(key)
+            await self._apartment({"id": apartment}, keep_detail=True)
+
+    async def _apartment(self, item: Raw, keep_detail: bool = False) -> Raw:
         if not isinstance(item.get("id"), int | str):
             return item  # the mapper skips it
-        try:
-            detail = await self.http.get_json(f"apartments/{item['id']}")
-        except ProviderError as exc:
-            if exc.code != "not_found":
-                raise
-            return item  # deleted between the list and the detail call: keep what we know
+        detail = self._unstored_details.pop(str(item["id"]), None)
+        if detail is None:
+            try:
+                detail = await self.http.get_json(f"apartments/{item['id']}")
+            except ProviderError as exc:
+                if exc.code != "not_found":
+                    raise
+                return item  # deleted between the list and the detail call: keep what we know
+            if keep_detail:
+                self._unstored_details[str(item["id"])] = detail
         # The detail is not guaranteed to repeat id / name: the list's values win.
         merged = {**_obj(detail), **item}
         zone = text(merged.get("timeZone"))
         if zone:
             self.property_timezones[str(item["id"])] = zone
+        currency = currency_code(merged.get("currency"))
+        if currency:
+            self.property_currencies[str(item["id"])] = currency
         return merged
 
     async def check(self) -> AccountInfo:

@@ -1,14 +1,21 @@
 """Smoobu API emulator (see ``providers/smoobu.md``, section 9).
 
 Mount the app at ``/smoobu``; clients then use ``http://127.0.0.1:PORT/smoobu/api`` as their base
-URL. Both documented auth modes are accepted: the legacy ``Api-Key`` header (can be switched off,
-as after Smoobu's 2026 sunset) and HMAC-SHA256 signed requests, verified with a timestamp window
-and nonce-replay protection. State lives in memory on a :class:`SmoobuSandbox`; tests drive time
-with a ``ManualClock`` and change data through the mutation methods, which also queue the webhook
-payloads Smoobu would POST (``sandbox.webhooks``; nothing is sent over the network).
+URL. Requests must be HMAC-SHA256 signed (mandatory since 2026-09-25), verified with a timestamp
+window and nonce-replay protection; the legacy ``Api-Key`` header can be switched back on
+(``accept_legacy``) to emulate an account from before the sunset. State lives in memory on a
+:class:`SmoobuSandbox`; tests drive time with a ``ManualClock`` and change data through the
+mutation methods, which also queue the webhook payloads Smoobu would POST (``sandbox.webhooks``;
+nothing is sent over the network).
 
 Timestamps are naive account-local strings, as Smoobu sends them; ``utc_offset_hours`` sets the
 account's offset from UTC.
+
+Shapes follow what real payloads show, not one tidy spelling: the reservation *list* spells the
+modification time ``modified-at`` (Smoobu's own list example) while the single reservation and
+webhooks say ``modifiedAt``; ``/api/guests`` pages in camelCase (``pageCount``, ``totalItems``)
+while ``/api/reservations`` pages in snake_case; price-element webhooks carry the price
+element's own ``id`` beside the booking's (``bookingId``).
 """
 
 from __future__ import annotations
@@ -90,8 +97,11 @@ class SmoobuSandboxConfig:
     reservations: int = 200
     api_key: str = SANDBOX_API_KEY
     api_secret: str = SANDBOX_API_SECRET
-    #: Accept the legacy ``Api-Key`` header (Smoobu is sunsetting it in 2026).
-    accept_legacy: bool = True
+    #: Accept the legacy ``Api-Key`` header (refused by Smoobu since 2026-09-25).
+    accept_legacy: bool = False
+    #: Spelling of the modification time in reservation *list* items (the official list
+    #: example's); the single reservation and webhooks use ``modifiedAt``.
+    list_modified_key: str = "modified-at"
     #: (max requests, window seconds) per key; None disables the limiter.
     rate_limit: tuple[int, float] | None = (1000, 60.0)
     #: Also send a standard ``Retry-After`` on 429 (only the X-RateLimit-* names are catalogued).
@@ -161,6 +171,7 @@ class SmoobuSandbox:
         self._fake = FakeData(self.config.seed + 1)
         self._hits: dict[str, deque[float]] = {}
         self._nonces: dict[str, float] = {}
+        self._element_ids = 5_000_000  # price elements have ids of their own
         self._app: Starlette | None = None
 
     # ------------------------------------------------------------------ data generation
@@ -300,7 +311,9 @@ class SmoobuSandbox:
     # ------------------------------------------------------------------ mutations (for tests)
 
     def _event(self, action: str, res: Json) -> None:
-        payload = {"action": action, "user": SANDBOX_USER["id"], "data": dict(res)}
+        self._send({"action": action, "user": SANDBOX_USER["id"], "data": dict(res)})
+
+    def _send(self, payload: Json) -> None:
         self.webhooks.append(payload)
         if self.webhook_url:  # no signature exists: the URL (with its token) is all there is
             self.sender.queue(self.webhook_url, dumps(payload))
@@ -341,6 +354,44 @@ class SmoobuSandbox:
     def delete_booking(self, booking_id: int) -> None:
         """Remove a booking entirely (KeyError for unknown ids)."""
         self._event("deleteReservation", self.reservations.pop(booking_id))
+
+    def add_price_element(self, booking_id: int, amount: float, name: str = "Cleaning fee") -> int:
+        """Add a charge to a booking, as the host would in the UI: the booking's price and
+        modification time move, and a ``priceElementCreated`` webhook names the *element*
+        (``data.id``) and the booking (``data.bookingId``). Returns the element id."""
+        res = self.reservations[booking_id]
+        self._element_ids += 1
+        element: Json = {
+            "id": self._element_ids,
+            "bookingId": booking_id,
+            "type": "cleaningFee",
+            "name": name,
+            "amount": amount,
+            "quantity": None,
+            "tax": None,
+            "currencyCode": self.apartments[res["apartment"]["id"]]["currency"],
+            "sortOrder": 2,
+            "priceElementGroupId": None,
+        }
+        res["price"] = round(float(res["price"]) + amount, 2)
+        res["modifiedAt"] = self.local(self.clock.now())
+        payload = {"action": "priceElementCreated", "user": SANDBOX_USER["id"], "data": element}
+        self._send(payload)
+        return int(element["id"])
+
+    def complete_online_check_in(self, booking_id: int, arrival_time: str = "15:00") -> None:
+        """The guest finishes online check-in: the expected arrival time changes and an
+        ``onlineCheckInUpdate`` webhook names the booking as ``data.bookingId`` only."""
+        res = self.reservations[booking_id]
+        res["check-in"] = arrival_time
+        res["modifiedAt"] = self.local(self.clock.now())
+        self._send(
+            {
+                "action": "onlineCheckInUpdate",
+                "user": SANDBOX_USER["id"],
+                "data": {"bookingId": booking_id},
+            }
+        )
 
     def rotate_credentials(self, api_key: str, api_secret: str) -> None:
         """Replace the key and secret, as deleting and re-creating the key in the UI would."""
@@ -499,7 +550,7 @@ class SmoobuSandbox:
 
     async def _list_guests(self, request: Request) -> Response:
         items = [self.guests[i] for i in sorted(self.guests)]
-        return JSONResponse(self._page(request, items, "guests"))
+        return JSONResponse(self._page(request, items, "guests", camel=True))
 
     async def _get_guest(self, request: Request) -> Response:
         guest = self.guests.get(request.path_params["item_id"])
@@ -509,6 +560,10 @@ class SmoobuSandbox:
 
     def _present(self, res: Json, related: bool, elements: bool) -> Json:
         out = dict(res)
+        key = self.config.list_modified_key
+        if key != "modifiedAt":
+            # Rebuilt in the same position so the key order stays the list example's.
+            out = {(key if k == "modifiedAt" else k): v for k, v in out.items()}
         if related:
             guest_id = res.get("guestId")
             out["related"] = [
@@ -522,7 +577,7 @@ class SmoobuSandbox:
             ]
         return out
 
-    def _page(self, request: Request, items: list[Json], key: str) -> Json:
+    def _page(self, request: Request, items: list[Json], key: str, camel: bool = False) -> Json:
         page = _int(request, "page", 1)
         size = _int(request, "pageSize", self.config.default_page_size)
         if page < 1:
@@ -532,13 +587,12 @@ class SmoobuSandbox:
         # Above the cap the sandbox clamps (whether Smoobu clamps or answers 422 is unverified).
         size = min(size, self.config.max_page_size)
         start = (page - 1) * size
-        return {
-            "page_count": math.ceil(len(items) / size),
-            "page_size": size,
-            "total_items": len(items),
-            "page": page,
-            key: items[start : start + size],
-        }
+        count, total = math.ceil(len(items) / size), len(items)
+        if camel:  # /api/guests
+            paging: Json = {"pageCount": count, "pageSize": size, "totalItems": total}
+        else:
+            paging = {"page_count": count, "page_size": size, "total_items": total}
+        return {**paging, "page": page, key: items[start : start + size]}
 
 
 def signature_for(

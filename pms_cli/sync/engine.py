@@ -193,7 +193,11 @@ def drift_error(
 
 def check_shape(adapter: Provider, resource: Resource, page: Sequence[Raw]) -> None:
     """Raise ``schema_drift`` when a required key is missing from every record of a page."""
-    gone = [key for key in resource.required if page and all(r.get(key) is None for r in page)]
+    gone = [
+        key
+        for key in resource.required
+        if page and all(resource.value(r, key) is None for r in page)
+    ]
     if gone:
         raise ProviderError(
             f"{adapter.title} {resource.name}: {', '.join(gone)} missing from every record of a "
@@ -259,13 +263,12 @@ class SyncEngine:
 
     async def prime(self, adapter: Provider, conn: Connection) -> None:
         """Hand the adapter what mapping needs from the store: property time zones for
-        providers whose timestamps are local wall time (Smoobu)."""
-        if not adapter.local_timestamps:
+        providers whose timestamps are local wall time, currencies where bookings lack one
+        (Smoobu)."""
+        if not (adapter.local_timestamps or adapter.needs_stored_properties):
             return
         rows = await self._store(self.store.fetch_rows, "property", conn.id)
-        adapter.property_timezones.update(
-            {str(r["external_id"]): str(r["timezone"]) for r in rows if r.get("timezone")}
-        )
+        adapter.remember_properties(rows)
 
     async def sync_many(
         self, connections: Sequence[Connection], options: SyncOptions, concurrency: int = 4
@@ -456,7 +459,9 @@ class SyncEngine:
             async with contextlib.aclosing(read_ahead(adapter.pages(resource, since))) as pages:
                 async for page in pages:
                     check_shape(adapter, resource, page)
-                    seen_keys.update(k for k in resource.expected if any(k in r for r in page))
+                    seen_keys.update(
+                        k for k in resource.expected if any(resource.carries(r, k) for r in page)
+                    )
                     rr.pages += 1
                     rr.fetched += len(page)
                     mapped, skipped_ids = map_records(resource, page, mapper)

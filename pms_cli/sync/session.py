@@ -68,6 +68,9 @@ def connection_credentials(
     fields = {f.name: (f.env if env_applies else None) for f in provider.secret_fields()}
     required = frozenset(f.name for f in provider.secret_fields() if f.required)
     secrets, source = credentials.resolve(conn.id, conn.secret_location, fields, env, required)
+    problem = provider.credential_problem({*secrets, *public})
+    if problem is not None:
+        raise problem
     missing = [f for f in provider.secret_fields() if f.required and f.name not in secrets]
     if missing:
         names = ", ".join(f.env or f.name for f in missing)

@@ -3,6 +3,12 @@
 Fact sheet: shared/providers/smoobu.md §6. One URL per account, set in Settings → Developer
 (API); body ``{action, user, data}`` with the full booking in ``data`` (some handlers see it
 under ``booking`` or at the top level). Unknown actions are acknowledged and ignored.
+
+Actions about something *attached* to a booking name it differently: ``onlineCheckInUpdate``
+sends ``data.bookingId`` (seen by two receivers), and for ``priceElementCreated/Updated/Deleted``
+``data.id`` may be the price element's own id. For those the booking id is taken from a field
+that names a booking, and ``data.id`` only when ``data`` is itself a booking; refetching the
+element's id as a booking would mark an unrelated booking deleted on a 404.
 """
 
 from __future__ import annotations
@@ -29,6 +35,29 @@ from pms_cli.webhooks.base import (
 BOOKING_ACTIONS = frozenset(
     {"newReservation", "updateReservation", "cancelReservation", "deleteReservation"}
 )
+# --- unverified facts: which key names the booking in these actions' `data` -----------------
+ATTACHED_ACTIONS = frozenset(
+    {"priceElementCreated", "priceElementUpdated", "priceElementDeleted", "onlineCheckInUpdate"}
+)
+BOOKING_ID_KEYS = ("bookingId", "reservationId", "booking_id", "reservation_id")
+BOOKING_OBJECT_KEYS = ("booking", "reservation")
+# Keys only a booking object has (a price element has id/type/name/amount/...).
+BOOKING_MARKERS = ("arrival", "departure", "apartment", "guest-name", "reference-id")
+# ---------------------------------------------------------------------------------------------
+
+
+def attached_booking_id(data: dict[str, Any]) -> str | None:
+    """The booking a price element / online check-in payload is about, or None."""
+    for key in BOOKING_ID_KEYS:
+        if (found := text_id(data.get(key))) is not None:
+            return found
+    for key in BOOKING_OBJECT_KEYS:
+        nested = data.get(key)
+        if isinstance(nested, dict) and (found := text_id(nested.get("id"))) is not None:
+            return found
+    if any(marker in data for marker in BOOKING_MARKERS):
+        return text_id(data.get("id"))  # `data` is the booking itself
+    return None
 
 
 def check_token(delivery: Delivery, secrets: Mapping[str, SecretStr]) -> None:
@@ -56,6 +85,14 @@ class SmoobuWebhooks(WebhookSpec):
         if not isinstance(body, dict):
             raise ValueError("Smoobu webhook body is not an object")
         action = str(body.get("action") or "")
+        if action in ATTACHED_ACTIONS:
+            inner = body.get("data")
+            attached_to = attached_booking_id(inner if isinstance(inner, dict) else body)
+            if attached_to is None:
+                # Nothing names the booking: acknowledged; the next `pms sync` reads the
+                # change through the booking's moved modification time.
+                return Parsed((), ignored=f"{action} without a booking id")
+            return Parsed((Change("bookings", attached_to, action),))
         if action not in BOOKING_ACTIONS:
             return Parsed((), ignored=action or "unknown")
         data = next(

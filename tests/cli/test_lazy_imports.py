@@ -82,7 +82,7 @@ def add_connection(
 
 def test_status_imports_only_the_provider_modules_of_its_connections(tmp_path: Path) -> None:
     add_connection("hostaway", "0a" * 16, "file", client_id="c", client_secret="s" * 20)
-    add_connection("smoobu", "0b" * 16, "file", api_key="k" * 20)
+    add_connection("smoobu", "0b" * 16, "file", api_key="k" * 20, api_secret="s" * 20)
     add_connection("guesty", "0c" * 16, "keyring", status="disconnected")
 
     for args in (("status",), ("status", "--json")):

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from pms_cli.errors import EXIT_AUTH, AuthError
+from pms_cli.errors import EXIT_AUTH, EXIT_CONFIG, AuthError, ConfigError
 from pms_cli.providers.base import AccountInfo, Provider
 from pms_cli.providers.smoobu import PAGE_SIZE, HmacAuth, Smoobu, sign
 from pms_cli.sync.engine import SyncEngine, SyncOptions, SyncResult
@@ -139,8 +139,7 @@ def test_auth_object_signs_the_query_exactly_as_sent_on_the_wire() -> None:
     assert "Api-Key" not in request.headers
 
 
-def test_a_secret_selects_signing_and_its_absence_the_legacy_header() -> None:
-    from pms_cli.http.auth import HeaderAuth
+def test_a_secret_selects_signing_and_a_key_without_it_is_refused_before_any_request() -> None:
     from pms_cli.http.tokens import MemoryTokenCache
     from pms_cli.providers.base import ProviderContext
 
@@ -149,8 +148,21 @@ def test_a_secret_selects_signing_and_its_absence_the_legacy_header() -> None:
         return ProviderContext("c", "", creds, {}, MemoryTokenCache())
 
     assert isinstance(Smoobu.build_auth(ctx(api_key="k1234", api_secret="s1234")), HmacAuth)
-    assert isinstance(Smoobu.build_auth(ctx(api_key="k1234")), HeaderAuth)
-    assert isinstance(Smoobu.build_auth(ctx(api_key="k1234", api_secret="")), HeaderAuth)
+    for key_only in (ctx(api_key="k1234"), ctx(api_key="k1234", api_secret="")):
+        with pytest.raises(ConfigError) as info:
+            Smoobu.build_auth(key_only)
+        assert "SMOOBU_API_SECRET" in info.value.message
+        assert "Advanced → API Keys" in info.value.hint
+
+
+def test_the_credential_check_names_a_missing_secret_and_accepts_key_plus_secret() -> None:
+    problem = Smoobu.credential_problem({"api_key"})
+    assert problem is not None
+    assert problem.exit_code == EXIT_CONFIG
+    assert problem.code == "credentials_missing"
+    assert "2026-09-25" in problem.message
+    assert Smoobu.credential_problem({"api_key", "api_secret"}) is None
+    assert Smoobu.credential_problem(set()) is None  # nothing at all: the generic message
 
 
 # --------------------------------------------------------------------------- auth
@@ -169,14 +181,14 @@ def test_check_with_key_and_secret_sends_signed_requests(
     assert "api-key" not in request.headers
 
 
-def test_check_with_only_the_key_sends_the_legacy_header(
+def test_check_with_only_the_key_fails_with_the_secret_hint_before_any_request(
     tmp_path: Path, clock: SharedClock
 ) -> None:
     h = make(tmp_path, clock)
-    assert h.check(api_key=h.sandbox.credentials["api_key"]).account_ref == "7"
-    (request,) = h.recorder.requests
-    assert request.headers["api-key"] == h.sandbox.credentials["api_key"]
-    assert "x-signature" not in request.headers
+    with pytest.raises(ConfigError) as info:
+        h.check(api_key=h.sandbox.credentials["api_key"])
+    assert "SMOOBU_API_SECRET" in info.value.message
+    assert h.recorder.requests == []
 
 
 def test_wrong_secret_raises_auth_error_with_the_smoobu_hint(
@@ -192,14 +204,19 @@ def test_wrong_secret_raises_auth_error_with_the_smoobu_hint(
     assert len(h.recorder.requests) == 1  # static credentials: no renewal attempt
 
 
-def test_legacy_key_is_rejected_once_the_account_requires_signatures(
+def test_the_sandbox_refuses_the_legacy_header_by_default_as_smoobu_does_since_the_sunset(
     tmp_path: Path, clock: SharedClock
 ) -> None:
     h = make(tmp_path, clock)
-    h.state.config.accept_legacy = False
-    with pytest.raises(AuthError):
-        h.check(api_key=h.sandbox.credentials["api_key"])
-    assert h.check().account_ref == "7"  # the signed mode still works
+
+    async def legacy() -> httpx.Response:
+        transport = httpx.ASGITransport(app=h.sandbox.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://sandbox") as c:
+            return await c.get("/api/me", headers={"Api-Key": h.sandbox.credentials["api_key"]})
+
+    response = asyncio.run(legacy())
+    assert response.status_code == 401
+    assert h.check().account_ref == "7"  # the signed mode works
 
 
 def test_sync_with_a_rotated_key_fails_with_auth_rejected(
@@ -320,13 +337,20 @@ def test_second_run_fetches_only_bookings_modified_since_the_cursor(
     assert h.store.counts(h.conn.id)["booking"] == 263
 
 
-def test_legacy_mode_syncs_the_same_rows(tmp_path: Path, clock: SharedClock) -> None:
+def test_a_key_only_connection_fails_its_sync_with_the_secret_hint_and_sends_nothing(
+    tmp_path: Path, clock: SharedClock
+) -> None:
     h = make(tmp_path, clock, listings=3, reservations=40)
     h.legacy()
     result = h.sync()
-    assert result.status == "succeeded", result.error
-    assert h.store.counts(h.conn.id)["booking"] == 40
-    assert all("api-key" in r.headers for r in h.recorder.requests)
+    assert result.status == "failed"
+    assert result.error is not None
+    assert result.error["code"] == "credentials_missing"
+    assert result.error["exit_code"] == EXIT_CONFIG  # not a provider 401, not retried
+    assert "SMOOBU_API_SECRET" in result.error["message"]
+    assert "Advanced → API Keys" in result.error["hint"]
+    assert h.recorder.requests == []
+    assert h.store.get_connection(h.conn.id).status == "error"  # type: ignore[union-attr]
 
 
 def test_an_apartment_deleted_between_list_and_detail_keeps_its_list_entry(
@@ -373,6 +397,7 @@ def test_429_waits_until_the_advertised_reset_and_the_sync_completes(
 def test_rate_limit_headers_reach_the_client_on_success(tmp_path: Path, clock: SharedClock) -> None:
     h = make(tmp_path, clock, relaxed=False)
     h.check()
+    h.state.config.accept_legacy = True  # an unsigned probe, to read the headers directly
 
     async def get() -> httpx.Response:
         transport = httpx.ASGITransport(app=h.sandbox.app)

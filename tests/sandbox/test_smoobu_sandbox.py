@@ -34,8 +34,9 @@ VECTORS = json.loads(
 )
 MODIFIED_AT = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 CREATED_AT = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}$")
+# The list spells the modification time as Smoobu's own list example does.
 BOOKING_FIELDS = {
-    "id", "reference-id", "type", "arrival", "departure", "created-at", "modifiedAt",
+    "id", "reference-id", "type", "arrival", "departure", "created-at", "modified-at",
     "apartment", "channel", "guest-name", "firstname", "lastname", "email", "phone", "adults",
     "children", "check-in", "check-out", "notice", "assistant-notice", "price", "price-paid",
     "prepayment", "prepayment-paid", "deposit", "deposit-paid", "commission-included",
@@ -150,14 +151,16 @@ def test_signed_request_is_accepted_and_counted(api: Api) -> None:
     assert api.sandbox.stats.per_path["GET /api/me"] == 1
 
 
-def test_legacy_api_key_header_is_accepted_until_switched_off(api: Api) -> None:
+def test_legacy_api_key_header_is_refused_by_default_and_accepted_only_when_switched_on(
+    api: Api,
+) -> None:
     api.mode = "legacy"
-    assert api.get("/api/me").status_code == 200
-    api.sandbox.config.accept_legacy = False
     response = api.get("/api/me")
-    assert response.status_code == 401
+    assert response.status_code == 401  # HMAC signing is mandatory since 2026-09-25
     assert response.json()["title"] == "Unauthorized"
     assert api.sandbox.stats.auth_failures == 1
+    api.sandbox.config.accept_legacy = True  # an account from before the sunset
+    assert api.get("/api/me").status_code == 200
 
 
 def test_missing_or_wrong_key_is_a_401_problem_body(api: Api) -> None:
@@ -338,7 +341,7 @@ def test_bookings_carry_the_documented_kebab_and_camel_case_fields(api: Api) -> 
     assert len(bookings) == 200
     for b in bookings:
         assert set(b) == BOOKING_FIELDS
-        assert MODIFIED_AT.match(b["modifiedAt"])
+        assert MODIFIED_AT.match(b["modified-at"])
         assert CREATED_AT.match(b["created-at"])
         assert b["type"] in ("reservation", "modification of booking", "cancellation")
         assert b["price-paid"] in ("Yes", "No")
@@ -363,8 +366,21 @@ def test_blocked_bookings_are_shown_unless_excluded(api: Api) -> None:
     assert not [b for b in all_bookings(api, "excludeBlocked=true") if b["is-blocked-booking"]]
 
 
+def test_single_reservation_spells_the_modification_time_modified_at_in_camel_case(
+    api: Api,
+) -> None:
+    listed = api.get("/api/reservations", "pageSize=1").json()["bookings"][0]
+    single = api.get(f"/api/reservations/{listed['id']}").json()
+    assert "modifiedAt" in single and "modified-at" not in single
+    assert single["modifiedAt"] == listed["modified-at"]
+    camel = make(api.clock, list_modified_key="modifiedAt")
+    assert "modifiedAt" in camel.get("/api/reservations", "pageSize=1").json()["bookings"][0]
+
+
 def test_filters_by_modification_creation_arrival_and_apartment(api: Api) -> None:
-    everything = all_bookings(api, "showCancellation=true")
+    everything = [
+        {**b, "modifiedAt": b["modified-at"]} for b in all_bookings(api, "showCancellation=true")
+    ]
     pivot = sorted(b["modifiedAt"] for b in everything)[150]
     day, minute = pivot[:10], pivot[:16]
     by_day = all_bookings(api, f"showCancellation=true&modifiedFrom={day}")
@@ -414,10 +430,10 @@ def test_single_reservation_is_returned_even_when_cancelled(api: Api) -> None:
 # --------------------------------------------------------------------------- guests
 
 
-def test_guest_list_is_paged_like_reservations(api: Api) -> None:
+def test_guest_list_pages_in_camel_case_unlike_reservations(api: Api) -> None:
     body = api.get("/api/guests", "pageSize=100").json()
-    assert set(body) == {"page_count", "page_size", "total_items", "page", "guests"}
-    assert body["total_items"] == len(api.sandbox.guests)
+    assert set(body) == {"pageCount", "pageSize", "totalItems", "page", "guests"}
+    assert body["totalItems"] == len(api.sandbox.guests)
     guest = body["guests"][0]
     assert {"id", "firstName", "lastName", "emails", "telephoneNumbers", "address"} <= set(guest)
     assert api.get(f"/api/guests/{guest['id']}").json() == guest
@@ -467,6 +483,36 @@ def test_mutations_are_stamped_with_the_clock_in_account_local_time(
         "deleteReservation",
     ]
     assert all(w["user"] == SANDBOX_USER["id"] for w in sandbox.webhooks)
+
+
+def test_a_price_element_moves_the_booking_and_its_webhook_names_element_and_booking(
+    api: Api, clock: ManualClock
+) -> None:
+    sandbox = api.sandbox
+    booking_id = next(i for i, r in sandbox.reservations.items() if r["type"] == "reservation")
+    before = sandbox.reservations[booking_id]["price"]
+    clock.advance(60)
+    element = sandbox.add_price_element(booking_id, 40.0)
+    res = sandbox.reservations[booking_id]
+    assert res["price"] == round(before + 40.0, 2)
+    assert res["modifiedAt"] == sandbox.local(clock.now())
+    (hook,) = sandbox.webhooks
+    assert hook["action"] == "priceElementCreated"
+    assert hook["data"]["id"] == element != booking_id  # the element's own id
+    assert hook["data"]["bookingId"] == booking_id
+    apartment = sandbox.apartments[res["apartment"]["id"]]
+    assert hook["data"]["currencyCode"] == apartment["currency"]
+
+
+def test_online_check_in_sends_only_the_booking_id(api: Api) -> None:
+    sandbox = api.sandbox
+    booking_id = sorted(sandbox.reservations)[0]
+    sandbox.complete_online_check_in(booking_id, "18:30")
+    assert sandbox.reservations[booking_id]["check-in"] == "18:30"
+    assert sandbox.webhooks == [
+        {"action": "onlineCheckInUpdate", "user": SANDBOX_USER["id"],
+         "data": {"bookingId": booking_id}}
+    ]  # fmt: skip
 
 
 def test_new_blocks_have_no_guest(api: Api) -> None:
