@@ -209,6 +209,14 @@ class Provider:
         ):
             yield page
 
+    async def deleted(self, resource: Resource, since: datetime | None) -> AsyncIterator[list[str]]:
+        """External ids of ``resource`` records the provider lists as deleted since ``since``
+        (None: ever), a page at a time; override where the API has such a list (Lodgify
+        ``/v2/deletedProperties``). Read after each successful walk; the engine sets their
+        ``deleted_at``, so removals are seen by incremental syncs, not only by ``--full``."""
+        for _ in ():  # none by default
+            yield []
+
     async def fetch_one(self, resource: Resource, external_id: str) -> Raw | None:
         """One raw record of ``resource`` by id, shaped like the list's items (webhook refetch).
 

@@ -1,7 +1,8 @@
 """Lodgify Public API v2 (fact sheet: shared/providers/lodgify.md).
 
 A full sync calls two list endpoints and no detail endpoint: ``GET /v2/properties`` and
-``GET /v2/reservations/bookings``, 50 records per request. Room details
+``GET /v2/reservations/bookings``, 50 records per request, plus ``GET /v2/deletedProperties``
+after the properties so a property deleted in Lodgify is marked deleted by any sync. Room details
 (``/v2/properties/{id}/rooms``: capacity, bedrooms) would cost one request per property, so
 those Property fields stay empty; the raw list item is kept. Guests have no endpoint: they are
 derived from the ``guest`` object embedded in every booking.
@@ -10,13 +11,13 @@ derived from the ``guest`` object embedded in every booking.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from pms_cli.errors import ProviderError
 from pms_cli.http.auth import HeaderAuth
-from pms_cli.http.client import Auth
+from pms_cli.http.client import Auth, HttpClient
 from pms_cli.http.paginate import PageBody, PageNumberPaginator, Raw
 from pms_cli.http.ratelimit import Window
 from pms_cli.models import (
@@ -53,6 +54,17 @@ AUTH_FAILURE_STATUSES = frozenset({401, 403})  # live status for a bad key unver
 # Naive timestamps ("2024-05-06T08:00:00") are read as UTC (models.utc_datetime does that).
 # No Retry-After is documented on 429; the HTTP layer honours one if sent, else backs off.
 # Trashing a booking is assumed to bump its updated_at, so updatedSince picks the deletion up.
+# GET /v2/deletedProperties: `deletedSince` and the existence of the endpoint come from client
+# tool catalogs; the response shape is undocumented. Accepted: {count, items} or a bare array,
+# items as property objects (`id`), deletion records (`property_id` / `propertyId`) or bare ids.
+DELETED_PROPERTIES_PATH = "v2/deletedProperties"
+DELETED_SINCE_PARAM = "deletedSince"
+DELETED_ID_KEYS = ("property_id", "propertyId", "id")
+# Owner closures: v2 documents status "Unavailable" (BookingStatus enum). Unseen but plausible
+# markers are accepted too, matched case-insensitively: a flag, or a type naming a closure.
+CLOSURE_STATUSES = frozenset({"unavailable", "closed", "closedperiod", "blocked"})
+CLOSURE_FLAGS = ("is_unavailable", "isUnavailable", "is_blocked", "isBlocked", "is_closed")
+CLOSURE_TYPE_KEYS = ("type", "booking_type")
 # -------------------------------------------------------------------------------------------------
 
 # 750 requests/min is 12.5/s; one request at a time over the internet reaches a few per second.
@@ -69,11 +81,10 @@ BOOKING_PARAMS = {
 PROPERTY_PARAMS = {"includeCount": "true"}
 
 STATUS = {
-    "Booked": BookingStatus.CONFIRMED,
-    "Tentative": BookingStatus.PENDING,  # on hold until tentative_expires_at
-    "Open": BookingStatus.INQUIRY,  # enquiry / booking request
-    "Declined": BookingStatus.CANCELLED,
-    "Unavailable": BookingStatus.BLOCKED,  # closed period set by the owner
+    "booked": BookingStatus.CONFIRMED,
+    "tentative": BookingStatus.PENDING,  # on hold until tentative_expires_at
+    "open": BookingStatus.INQUIRY,  # enquiry / booking request
+    "declined": BookingStatus.CANCELLED,
 }
 
 T = TypeVar("T")
@@ -128,12 +139,27 @@ def to_property(raw: Raw) -> Sequence[AnyRecord]:
     ]
 
 
+def _word(value: object) -> str:
+    return str(value or "").replace("_", "").replace(" ", "").lower()
+
+
+def is_closure(raw: Raw) -> bool:
+    """A period the owner closed (no guest stays), by status, flag or type."""
+    if _word(raw.get("status")) in CLOSURE_STATUSES:
+        return True
+    if any(raw.get(flag) in (True, 1, "true", "True") for flag in CLOSURE_FLAGS):
+        return True
+    return any(_word(raw.get(key)) in CLOSURE_STATUSES for key in CLOSURE_TYPE_KEYS)
+
+
 def booking_status(raw: Raw) -> BookingStatus:
     # A trashed booking no longer holds its dates, whatever its last status was.
     if raw.get("is_deleted") is True:
         return BookingStatus.CANCELLED
+    if is_closure(raw):
+        return BookingStatus.BLOCKED
     # Unknown statuses (the enum grows) count as inquiries: they never block dates.
-    return STATUS.get(str(raw.get("status")), BookingStatus.INQUIRY)
+    return STATUS.get(_word(raw.get("status")), BookingStatus.INQUIRY)
 
 
 def _party(raw: Raw) -> tuple[int | None, int | None]:
@@ -158,8 +184,8 @@ def to_booking(raw: Raw) -> Sequence[AnyRecord]:
     status = booking_status(raw)
     records: list[AnyRecord] = []
     gkey: str | None = None
-    # A closed period's "guest" is the owner's own note, not a person to keep.
-    if raw.get("status") != "Unavailable" and (email or phone or name):
+    # A closed period's "guest" is the owner's own note or contact, never a person to keep.
+    if not is_closure(raw) and (email or phone or name):
         gkey = guest_key(email, phone, f"booking:{bid}")
         records.append(
             Guest(
@@ -197,6 +223,18 @@ def to_booking(raw: Raw) -> Sequence[AnyRecord]:
         ),
     )
     return records
+
+
+def deleted_extract(body: Any) -> PageBody:
+    """``{count, items}`` like the other lists, or a bare array (the shape is undocumented)."""
+    if isinstance(body, list):
+        items = [r if isinstance(r, dict) else {"id": r} for r in body]
+        return PageBody(items, len(items), False)
+    return extract(body)
+
+
+def deleted_property_id(item: Raw) -> str | None:
+    return next((t for t in (text(item.get(k)) for k in DELETED_ID_KEYS) if t), None)
 
 
 class Lodgify(Provider):
@@ -258,6 +296,38 @@ class Lodgify(Provider):
         ref = "key-" + hashlib.sha256(key.encode()).hexdigest()[:10]
         size = f"{body.total} properties" if body.total is not None else "properties unknown"
         return AccountInfo(account_ref=ref, display_name=f"Lodgify account ({size})")
+
+    def __init__(self, ctx: ProviderContext, http: HttpClient) -> None:
+        super().__init__(ctx, http)
+        self._listed: set[str] = set()
+
+    async def pages(self, resource: Resource, since: datetime | None) -> AsyncIterator[list[Raw]]:
+        async for page in super().pages(resource, since):
+            if resource.kind == "property":
+                self._listed.update(str(r.get("id")) for r in page)
+            yield page
+
+    async def deleted(self, resource: Resource, since: datetime | None) -> AsyncIterator[list[str]]:
+        """``GET /v2/deletedProperties`` (``deletedSince`` = the run's since): one request for
+        a normal account. A property listed by this same run is live again (restored), so it
+        is never marked deleted."""
+        if resource.kind != "property":
+            return
+        params: dict[str, str] = dict(PROPERTY_PARAMS)
+        if since is not None:
+            params[DELETED_SINCE_PARAM] = since_params(since)["updatedSince"]
+        paginator = PageNumberPaginator(size=PAGE_SIZE)
+        pages = paginator.pages(self.http, DELETED_PROPERTIES_PATH, params, deleted_extract)
+        try:
+            async for page in pages:
+                ids = [i for i in map(deleted_property_id, page) if i and i not in self._listed]
+                if ids:
+                    yield ids
+        except ProviderError as exc:
+            # The endpoint is known from client catalogs only: an account without it must
+            # not lose its property sync; `--full` still finds vanished properties.
+            if exc.code != "not_found":
+                raise
 
     async def fetch_one(self, resource: Resource, external_id: str) -> Raw | None:
         """``GET v2/reservations/bookings/{id}`` / ``GET v2/properties/{id}``."""

@@ -7,9 +7,11 @@ tests drive time with a ``ManualClock`` and change data through the mutation met
 Emulated: ``X-ApiKey`` auth with the documented 401 envelope, the 750 requests/minute v2 limit
 (429), ``page``/``size`` paging with the ``{count, items}`` envelope (``count`` null unless
 ``includeCount=true``, ``items`` null for an empty result), ``updatedSince``, ``stayFilter``,
-``trash`` and ``includeExternal`` on bookings, and webhooks: ``/webhooks/v1/subscribe|list|
-unsubscribe`` with a per-subscription secret; mutations queue the signed (``ms-signature``)
-booking documents in ``sender``. Not emulated: v1, quotes, writes.
+``trash`` and ``includeExternal`` on bookings, ``/v2/deletedProperties`` (``deletedSince``; one
+property deleted before the epoch by default), owner closures as ``Unavailable`` bookings whose
+``guest`` holds the owner's own label and e-mail (never a guest), and webhooks:
+``/webhooks/v1/subscribe|list|unsubscribe`` with a per-subscription secret; mutations queue the
+signed (``ms-signature``) booking documents in ``sender``. Not emulated: v1, quotes, writes.
 """
 
 from __future__ import annotations
@@ -72,6 +74,12 @@ _EXTERNAL_SOURCES = frozenset({"ICal"})
 _STAY_FILTERS = ("Upcoming", "Current", "Historic", "All", "ArrivalDate", "DepartureDate")
 _TRASH = ("False", "True", "All")
 _DAY = 86_400.0
+# What an owner types when closing dates; the booking's "guest" then holds it (and the owner's
+# e-mail on some), which a sync must not turn into a guest.
+_CLOSURE_LABELS = ("Owner stay", "Maintenance", "Blocked by owner", "Family visit")
+OWNER_EMAIL = "owner@sandbox.invalid"
+# A property removed before the epoch: present only in /v2/deletedProperties.
+_DELETED_PROPERTY: Json = {"id": 100_001, "name": "Old Harbour Flat", "days_before_epoch": 30}
 WEBHOOK_EVENTS = (
     "rate_change", "availability_change", "booking_new_any_status", "booking_new_status_booked",
     "booking_change", "booking_status_change_booked", "booking_status_change_tentative",
@@ -137,6 +145,15 @@ class LodgifySandbox:
             self._make_property(fake, property_id, room_id, index)
             room_id += 10
             property_id += fake.rng.randint(1, 500)
+        deleted_at = SANDBOX_EPOCH.timestamp() - _DELETED_PROPERTY["days_before_epoch"] * _DAY
+        #: ``/v2/deletedProperties`` records by property id: {id, name, deleted_at}.
+        self.deleted_properties: dict[int, Json] = {
+            _DELETED_PROPERTY["id"]: {
+                "id": _DELETED_PROPERTY["id"],
+                "name": _DELETED_PROPERTY["name"],
+                "deleted_at": _iso(deleted_at),
+            }
+        }
         self.bookings: dict[int, Json] = {}
         self.external: set[int] = set()
         self._next_booking = 9_876_000
@@ -263,7 +280,11 @@ class LodgifySandbox:
         guest: Json = {"name": None, "email": None, "phone": None, "country_code": None}
         if source in _EXTERNAL_SOURCES:
             guest["name"] = "Reserved"  # an iCal import carries only the event summary
-        elif not blocked:
+        elif blocked:
+            # Chosen from the id, not the random stream, so the generated data stays as it was.
+            guest["name"] = _CLOSURE_LABELS[bid % len(_CLOSURE_LABELS)]
+            guest["email"] = OWNER_EMAIL if bid % 2 == 0 else None
+        else:
             guest = {
                 "name": person.full,
                 "email": None if fake.chance(0.12) else fake.email(person),
@@ -395,9 +416,15 @@ class LodgifySandbox:
         prop["updated_at"] = _iso(self.clock.now())
 
     def delete_property(self, property_id: int) -> None:
-        """Remove a property; its bookings keep pointing at it (raises KeyError if unknown)."""
-        del self.properties[property_id]
+        """Remove a property; its bookings keep pointing at it (raises KeyError if unknown).
+        It is listed by ``/v2/deletedProperties`` from now on."""
+        prop = self.properties.pop(property_id)
         self.rooms.pop(property_id, None)
+        self.deleted_properties[property_id] = {
+            "id": property_id,
+            "name": prop["name"],
+            "deleted_at": _iso(self.clock.now()),
+        }
 
     def rotate_api_key(self, new_key: str = "rotated-" + SANDBOX_API_KEY[8:]) -> str:
         """Replace the key, as regenerating it in Settings → Public API would; the old one fails."""
@@ -509,6 +536,7 @@ class LodgifySandbox:
                 self._route("/v2/properties", self._list_properties),
                 self._route("/v2/properties/{item_id:int}", self._get_property),
                 self._route("/v2/properties/{item_id:int}/rooms", self._get_rooms),
+                self._route("/v2/deletedProperties", self._list_deleted_properties),
                 self._route("/v2/reservations/bookings", self._list_bookings),
                 self._route("/v2/reservations/bookings/{item_id:int}", self._get_booking),
                 self._route("/webhooks/v1/subscribe", self._subscribe, "POST"),
@@ -590,6 +618,16 @@ class LodgifySandbox:
             p
             for _, p in sorted(self.properties.items())
             if since is None or _parse_ts(p["updated_at"]) >= since
+        ]
+        return JSONResponse(self._page(request, items))
+
+    async def _list_deleted_properties(self, request: Request) -> Response:
+        # Shape undocumented: the {count, items} envelope of the other lists is assumed.
+        since = self._datetime_param(request, "deletedSince")
+        items = [
+            d
+            for _, d in sorted(self.deleted_properties.items())
+            if since is None or _parse_ts(d["deleted_at"]) >= since
         ]
         return JSONResponse(self._page(request, items))
 

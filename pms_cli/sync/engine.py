@@ -480,6 +480,13 @@ class SyncEngine:
                     self._emit("page", result, resource.name)
             for kind in list(buffers):
                 await flush(kind)
+            async for gone in adapter.deleted(resource, since):
+                if options.dry_run:
+                    rr.deleted += len(gone)
+                else:
+                    rr.deleted += await self._store(
+                        self.store.mark_deleted, conn.id, resource.kind, gone, run_start
+                    )
         except PmsError:
             rr.status = "failed"
             rr.requests = adapter.http.stats.requests - requests_before
@@ -506,7 +513,7 @@ class SyncEngine:
                     self.store.set_cursor, conn.id, resource.name, run_start.isoformat()
                 )
                 if options.full and options.since is None:
-                    rr.deleted = await self._store(
+                    rr.deleted += await self._store(
                         self.store.mark_missing_deleted,
                         conn.id,
                         resource.kind,

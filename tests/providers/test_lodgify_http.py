@@ -100,9 +100,10 @@ def test_full_sync_costs_one_request_per_page_of_fifty_and_no_auth_call(
 ) -> None:
     h = harness(tmp_path, clock, properties=12, bookings=234)
     result = h.sync()
-    expected = math.ceil(12 / PAGE_SIZE) + math.ceil(234 / PAGE_SIZE)
+    # + one /v2/deletedProperties request after the properties.
+    expected = math.ceil(12 / PAGE_SIZE) + 1 + math.ceil(234 / PAGE_SIZE)
     assert PAGE_SIZE == 50
-    assert result.requests == h.state.stats.requests == expected == 6
+    assert result.requests == h.state.stats.requests == expected == 7
     assert result.resources["bookings"].requests == 5
 
 
@@ -111,7 +112,7 @@ def test_an_exact_multiple_of_the_page_size_needs_no_extra_empty_page(
 ) -> None:
     h = harness(tmp_path, clock, properties=50, bookings=200)
     result = h.sync()
-    assert result.resources["properties"].requests == 1
+    assert result.resources["properties"].requests == 1 + 1  # + /v2/deletedProperties
     assert result.resources["bookings"].requests == 4
 
 
@@ -121,9 +122,11 @@ def test_every_request_carries_the_key_and_asks_for_all_stays_trash_and_external
     h = harness(tmp_path, clock, properties=3, bookings=60)
     _, recorder = recorded_sync(h)
     assert all(r.headers["x-apikey"] == h.state.api_key for r in recorder.requests)
-    [prop, *bookings] = recorder.requests
+    [prop, deleted, *bookings] = recorder.requests
     assert prop.url.path == "/v2/properties"
     assert dict(prop.url.params) == {"includeCount": "true", "page": "1", "size": "50"}
+    assert deleted.url.path == "/v2/deletedProperties"
+    assert dict(deleted.url.params) == {"includeCount": "true", "page": "1", "size": "50"}
     assert [dict(r.url.params) for r in bookings] == [
         {
             "includeCount": "true",
@@ -153,8 +156,11 @@ def test_second_run_sends_updated_since_and_fetches_only_changed_bookings(
     assert bookings.incremental_since is not None
     assert bookings.fetched == len(set(changed) | set(added)) == 6
     assert result.resources["properties"].fetched == 0
-    assert result.requests == 2  # one page per resource, the empty one included
-    assert all("updatedSince" in r.url.params for r in recorder.requests)
+    # One page per resource, the empty one included, + the deleted properties since then.
+    assert result.requests == 3
+    for r in recorder.requests:
+        since = "deletedSince" if r.url.path == "/v2/deletedProperties" else "updatedSince"
+        assert since in r.url.params
     assert h.store.counts(h.conn.id)["booking"] == 302
     stored = rows(h, "booking")
     for bid in changed:
@@ -236,8 +242,10 @@ def test_429_with_retry_after_waits_exactly_that_long(tmp_path: Path, clock: Sha
     )
     result = h.sync()
     assert result.status == "succeeded", result.error
-    assert result.rate_limited == 1
-    assert clock.slept == 7.0
+    # 1 request per 7 s: each of the 3 calls after the first waits out one 429 of exactly 7 s
+    # (properties, deleted properties, bookings).
+    assert result.rate_limited == 2
+    assert clock.slept == 7.0 * 2
 
 
 def test_the_documented_750_per_minute_pacing_never_trips_the_sandbox_limit(

@@ -15,6 +15,7 @@ import pytest
 from pms_cli.sandbox.common import SANDBOX_EPOCH, ManualClock
 from pms_cli.sandbox.lodgify import (
     AUTH_DENIED_MESSAGE,
+    OWNER_EMAIL,
     SANDBOX_API_KEY,
     LodgifySandbox,
     LodgifySandboxConfig,
@@ -311,7 +312,10 @@ def test_every_status_blocks_declines_and_trash_appear_in_generated_data(api: Ap
         "Declined",
     }
     assert all(b["canceled_at"] for b in bookings if b["status"] == "Declined")
-    assert all(b["guest"]["email"] is None for b in bookings if b["status"] == "Unavailable")
+    closures = [b for b in bookings if b["status"] == "Unavailable"]
+    # The owner's own label (and e-mail on some) sits where a guest would.
+    assert all(b["guest"]["name"] for b in closures)
+    assert {b["guest"]["email"] for b in closures} == {OWNER_EMAIL, None}
     assert any(b["is_deleted"] for b in bookings)
     assert any("guest_breakdown" not in b["rooms"][0] for b in bookings)  # deprecated `people`
 
