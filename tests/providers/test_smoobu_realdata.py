@@ -126,7 +126,7 @@ def test_records_mixing_both_spellings_map_every_modification_time(
     h = make(tmp_path, clock, listings=3, reservations=40)
     for n, res in enumerate(h.state.reservations.values()):
         if n % 2:  # stored under the other spelling: the list shows both kinds side by side
-            res["modified-at"] = res["modifiedAt"]
+            res["modified-at"] = res.pop("modifiedAt")
     h.state.config.list_modified_key = "modifiedAt"
     result = h.sync()
     assert result.status == "succeeded", result.error
