@@ -71,6 +71,10 @@ class Resource:
     """Other spellings real payloads use for a ``required`` or ``expected`` key (Smoobu's list
     example spells ``modifiedAt`` as ``modified-at``). Any spelling present counts as the key,
     so a spelling variant is never taken for a renamed field. The mapper reads them too."""
+    lists_deletions: bool = False
+    """The provider also lists this resource's deleted records (Lodgify
+    ``/v2/deletedProperties``): ``Provider.deleted`` is read after every walk, so deletions
+    reach incremental syncs too, at the declared cost of one more request per run."""
     detail_per_record: bool = False
     """The list lacks fields, so a whole read adds one detail request per record (Smoobu
     apartments). Prices a whole re-read against fetching a few records one by one."""
@@ -211,7 +215,7 @@ class Provider:
 
     async def deleted(self, resource: Resource, since: datetime | None) -> AsyncIterator[list[str]]:
         """External ids of ``resource`` records the provider lists as deleted since ``since``
-        (None: ever), a page at a time; override where the API has such a list (Lodgify
+        (None: ever), a page at a time, for resources declaring ``lists_deletions`` (Lodgify
         ``/v2/deletedProperties``). Read after each successful walk; the engine sets their
         ``deleted_at``, so removals are seen by incremental syncs, not only by ``--full``."""
         for _ in ():  # none by default

@@ -262,6 +262,7 @@ class Lodgify(Provider):
             expected=("address", "city", "currency_code"),
             params=PROPERTY_PARAMS,
             since=property_since_params,
+            lists_deletions=True,  # GET /v2/deletedProperties after the walk
         ),
         Resource(
             name="bookings",

@@ -480,13 +480,10 @@ class SyncEngine:
                     self._emit("page", result, resource.name)
             for kind in list(buffers):
                 await flush(kind)
-            async for gone in adapter.deleted(resource, since):
-                if options.dry_run:
-                    rr.deleted += len(gone)
-                else:
-                    rr.deleted += await self._store(
-                        self.store.mark_deleted, conn.id, resource.kind, gone, run_start
-                    )
+            if resource.lists_deletions:
+                await self._mark_listed_deletions(
+                    conn, adapter, resource, since, rr, run_start, options
+                )
         except PmsError:
             rr.status = "failed"
             rr.requests = adapter.http.stats.requests - requests_before
@@ -521,6 +518,25 @@ class SyncEngine:
                         run_start,
                     )
         self._emit("resource", result, resource.name)
+
+    async def _mark_listed_deletions(
+        self,
+        conn: Connection,
+        adapter: Provider,
+        resource: Resource,
+        since: datetime | None,
+        rr: ResourceResult,
+        run_start: datetime,
+        options: SyncOptions,
+    ) -> None:
+        """Set ``deleted_at`` on the records the provider lists as deleted (dry run: count)."""
+        async for gone in adapter.deleted(resource, since):
+            if options.dry_run:
+                rr.deleted += len(gone)
+            else:
+                rr.deleted += await self._store(
+                    self.store.mark_deleted, conn.id, resource.kind, gone, run_start
+                )
 
     def _is_fresh(self, resource: Resource, cursor: str | None) -> bool:
         """A resource without a modified-since filter whose last whole read (``cursor``; None
