@@ -96,6 +96,7 @@ def optimum(provider: str, result: Any) -> int:
     for name, rr in result.resources.items():
         size = page_size(provider, cls.resource(name))
         total += max(1, math.ceil(rr.fetched / size)) if size != math.inf else 1
+        total += cls.resource(name).lists_deletions  # e.g. Lodgify /v2/deletedProperties
     return total
 
 
