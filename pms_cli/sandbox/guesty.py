@@ -5,6 +5,18 @@ URL and get tokens from ``http://127.0.0.1:PORT/guesty/oauth2/token`` (beside ``
 ``open-api.guesty.com``). State lives in memory on a :class:`GuestySandbox`; tests drive time
 with a ``ManualClock`` and change data through the mutation methods.
 
+It is the 2027 Guesty: the legacy ``/v1/reservations`` routes answer 410 Gone (unless
+``legacy_reservations`` turns them back on for migration tests); reservations are read through
+``/v1/reservations-v3/search`` (bracket filters, documented sorts, 400 for anything else,
+``pagination.hasMore``) and ``/v1/reservations-v3`` by ids (a bare array). Rows are lean, shaped
+as public client code reports them: search rows keyed ``reservationId``, by-id rows ``_id``, the
+listing and dates in ``stay[]`` segments, no guest or money (``/v1/guest-folio/overview`` serves
+money for up to 200 ids; the guests list needs ``columns`` and names email/phone
+``guestEmail``/``guestPhone``). Webhooks: ``PUT /v1/webhooks/{id}`` changes events only,
+``DELETE`` removes one, new subscriptions to the legacy reservation events get 400, and
+subscribers of the v2 events receive lean ``reservation.created.v2`` / ``reservation.updated.v2``
+bodies (the reservation id rotates between the places receivers report it).
+
 Emulated: the client-credentials token endpoint with its per-client 24 h quota (429 after 5),
 bearer auth (401 ``UNAUTHORIZED``; 403 when the ``Bearer`` prefix is missing), three rate-limit
 windows per client with the six ``X-RateLimit-*`` headers and ``Retry-After``, the
@@ -118,6 +130,8 @@ class GuestySandboxConfig:
     )
     max_limit: int = 100
     default_limit: int = 25
+    #: Serve the legacy ``/v1/reservations`` routes (retired 2027-03-01) instead of 410.
+    legacy_reservations: bool = False
     clock: Clock = field(default_factory=SystemClock)
 
 
@@ -203,6 +217,8 @@ class GuestySandbox:
         #: ``/v1/webhooks`` subscriptions by id, each with its Svix signing secret.
         self.webhooks: dict[str, Json] = {}
         self.sender = WebhookSender()
+        self.webhook_updates = 0
+        self._v2_sent = 0
         self._sort_cache: dict[str, tuple[Any, list[Json]]] = {}
 
     # ------------------------------------------------------------------ data generation
@@ -229,6 +245,8 @@ class GuestySandbox:
             # Every eighth listing is deactivated so lists always carry an inactive one.
             "active": index % 8 != 7,
             "isListed": index % 8 != 7 and fake.chance(0.9),
+            # Every sixth has the PMS off, so "every listing" includes one of those too.
+            "pms": {"active": index % 6 != 5},
             "accommodates": capacity,
             "bedrooms": bedrooms,
             "beds": bedrooms + fake.rng.randint(0, 2),
@@ -441,29 +459,59 @@ class GuestySandbox:
         return next((w["secret"] for w in self.webhooks.values() if w["url"] == url), None)
 
     def _emit(self, event: str, res: Json) -> None:
-        """Queue the legacy ``{event, reservation, meta}`` payload, signed the Svix way."""
-        hooks = [w for w in self.webhooks.values() if event in w["events"]]
-        if not hooks:
-            return
-        message_id = "msg_" + secrets.token_hex(12)
-        body = dumps(
-            {
-                "event": event,
-                "reservation": self._present(res),
-                "meta": {"eventId": secrets.token_hex(12), "messageId": message_id},
-            }
-        )
+        """Queue the legacy ``{event, reservation, meta}`` body to legacy subscribers and the
+        lean v2 body to v2 subscribers, each signed the Svix way with its endpoint's secret."""
+        v2_event = V2_EVENTS[event]
+        for hook in list(self.webhooks.values()):
+            if event in hook["events"]:
+                message_id = "msg_" + secrets.token_hex(12)
+                payload: Json = {
+                    "event": event,
+                    "reservation": self._present(res),
+                    "meta": {"eventId": secrets.token_hex(12), "messageId": message_id},
+                }
+                self._sign_and_queue(hook, message_id, payload)
+            if v2_event in hook["events"]:
+                self._sign_and_queue(
+                    hook, "msg_" + secrets.token_hex(12), self._v2_body(v2_event, res)
+                )
+
+    def _v2_body(self, event: str, res: Json) -> Json:
+        """A lean v2 body; where the id sits rotates between the shapes receivers report."""
+        self._v2_sent += 1
+        rid = res["_id"]
+        lean: Json = {
+            "status": res["status"],
+            "confirmationCode": res["confirmationCode"],
+            "stay": self._v3_row(res)["stay"],
+        }
+        shape = self._v2_sent % 3
+        data: Json = {**lean, "reservationId": rid} if shape == 0 else lean
+        if shape == 1:
+            data = {**lean, "reservation": {"id": rid}}
+        body: Json = {
+            ("eventType" if self._v2_sent % 2 else "event"): event,
+            "publishedAt": iso_ms(self.clock.now()),
+            "accountId": self.account_id,
+            "subTypes": ["created"] if event.startswith("reservation.created") else ["status"],
+            "data": data,
+        }
+        if shape == 2:
+            body["reservationId"] = rid
+        return body
+
+    def _sign_and_queue(self, hook: Json, message_id: str, payload: Json) -> None:
+        body = dumps(payload)
         stamp = str(int(self.clock.now()))
-        for hook in hooks:
-            key = base64.b64decode(hook["secret"].removeprefix("whsec_"))
-            signed = f"{message_id}.{stamp}.".encode() + body
-            digest = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
-            headers = {
-                "svix-id": message_id,
-                "svix-timestamp": stamp,
-                "svix-signature": f"v1,{digest}",
-            }
-            self.sender.queue(hook["url"], body, headers)
+        key = base64.b64decode(hook["secret"].removeprefix("whsec_"))
+        signed = f"{message_id}.{stamp}.".encode() + body
+        digest = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+        headers = {
+            "svix-id": message_id,
+            "svix-timestamp": stamp,
+            "svix-signature": f"v1,{digest}",
+        }
+        self.sender.queue(hook["url"], body, headers)
 
     async def _create_webhook(self, request: Request) -> Response:
         try:
@@ -474,7 +522,32 @@ class GuestySandbox:
         events = body.get("events") if isinstance(body, dict) else None
         if not isinstance(url, str) or not isinstance(events, list):
             raise _bad("url and events are required")
+        legacy = sorted(set(map(str, events)) & set(V2_EVENTS))
+        if legacy:  # reported since mid-2026 (unconfirmed): no new legacy subscriptions
+            raise _bad(f"events {legacy} are deprecated; subscribe to the .v2 events")
         return JSONResponse(self.add_webhook(url, [str(e) for e in events]), status_code=201)
+
+    async def _update_webhook(self, request: Request) -> Response:
+        hook = self.webhooks.get(request.path_params["item_id"])
+        if hook is None:
+            raise _fail(404, "NOT_FOUND", "Webhook not found")
+        try:
+            body = json.loads(await request.body())
+        except ValueError as error:
+            raise _bad("body must be JSON") from error
+        if not isinstance(body, dict) or not isinstance(body.get("events"), list):
+            raise _bad("events are required")
+        if "url" in body and body["url"] != hook["url"]:
+            # Since 2025-12-28 a webhook's URL cannot change: delete and recreate it.
+            raise _bad("url cannot be updated; delete the webhook and create a new one")
+        hook["events"] = [str(e) for e in body["events"]]
+        self.webhook_updates += 1
+        return JSONResponse({k: v for k, v in hook.items() if k != "secret"})
+
+    async def _delete_webhook(self, request: Request) -> Response:
+        if self.webhooks.pop(request.path_params["item_id"], None) is None:
+            raise _fail(404, "NOT_FOUND", "Webhook not found")
+        return Response(status_code=204)
 
     async def _list_webhooks(self, request: Request) -> Response:
         return JSONResponse(
@@ -503,10 +576,15 @@ class GuestySandbox:
                 self._route("GET", "/v1/listings/{item_id}", self._get_listing),
                 self._route("GET", "/v1/reservations", self._list_reservations),
                 self._route("GET", "/v1/reservations/{item_id}", self._get_reservation),
+                self._route("GET", "/v1/reservations-v3/search", self._search_v3),
+                self._route("GET", "/v1/reservations-v3", self._reservations_by_ids),
+                self._route("GET", "/v1/guest-folio/overview", self._folio_overview),
                 self._route("GET", "/v1/guests-crud", self._list_guests),
                 self._route("GET", "/v1/guests-crud/{item_id}", self._get_guest),
                 self._route("GET", "/v1/webhooks", self._list_webhooks),
                 self._route("POST", "/v1/webhooks", self._create_webhook),
+                self._route("PUT", "/v1/webhooks/{item_id}", self._update_webhook),
+                self._route("DELETE", "/v1/webhooks/{item_id}", self._delete_webhook),
                 self._route("GET", "/v1/webhooks-v2/secret", self._get_webhook_secret),
             ]
             self._app = Starlette(routes=routes)
@@ -620,9 +698,13 @@ class GuestySandbox:
     async def _list_listings(self, request: Request) -> Response:
         q = request.query_params
         items = list(self.listings.values())
-        for name, key in (("active", "active"), ("listed", "isListed")):
+        for name, key in (
+            ("active", "active"),
+            ("listed", "isListed"),
+            ("pmsActive", "pms.active"),
+        ):
             if q.get(name) in ("true", "false"):
-                items = [i for i in items if i[key] is (q[name] == "true")]
+                items = [i for i in items if _get(i, key) is (q[name] == "true")]
         if q.get("ids"):
             wanted = set(q["ids"].split(","))
             items = [i for i in items if i["_id"] in wanted]
@@ -638,23 +720,109 @@ class GuestySandbox:
             raise _fail(404, "NOT_FOUND", "Listing not found")
         return JSONResponse(_project(listing, _field_list(request, "fields")))
 
+    def _legacy(self) -> None:
+        if not self.config.legacy_reservations:
+            raise _fail(410, "GONE", "This endpoint was retired on 2027-03-01; use reservations-v3")
+
     async def _list_reservations(self, request: Request) -> Response:
+        self._legacy()
         keep = _filters(request)
         items = [r for r in self.reservations.values() if keep(r)]
         items = self._sorted("reservations", items, request.query_params.get("sort") or "_id")
         return JSONResponse(self._page(request, items, self._present))
 
     async def _get_reservation(self, request: Request) -> Response:
+        self._legacy()
         res = self.reservations.get(request.path_params["item_id"])
         if res is None:
             raise _fail(404, "NOT_FOUND", "Reservation not found")
         return JSONResponse(self._present(res, _field_list(request, "fields")))
 
+    def _v3_row(self, res: Json, *, key: str = "reservationId") -> Json:
+        """The lean v3 shape: no guest or money; listing and dates in ``stay[]``."""
+        segment = {
+            k: res.get(k)
+            for k in (
+                "listingId",
+                "checkIn",
+                "checkOut",
+                "checkInDateLocalized",
+                "checkOutDateLocalized",
+                "plannedArrival",
+                "plannedDeparture",
+                "nightsCount",
+                "guestsCount",
+                "numberOfGuests",
+            )
+        }
+        row: Json = {key: res["_id"]}
+        for k in ("accountId", "confirmationCode", "status", "source", "guestId", "createdAt"):
+            row[k] = res.get(k)
+        row["integration"] = {"platform": res["integration"]["platform"]}
+        row["stay"] = [segment]
+        if res.get("canceledAt"):
+            row["canceledAt"] = res["canceledAt"]
+        return row
+
+    async def _search_v3(self, request: Request) -> Response:
+        keep = _v3_filters(request)
+        sort = request.query_params.get("sort") or "-_id"
+        if sort.lstrip("-") not in _V3_SORTS:
+            raise _bad(f"sort by {sort!r} is not supported")
+        items = [r for r in self.reservations.values() if keep(r)]
+        ordered = self._sorted("reservations-v3", items, sort)
+        limit = _int(request, "limit", self.config.default_limit, minimum=1)
+        if limit > self.config.max_limit:
+            raise _bad(f"limit must be less than or equal to {self.config.max_limit}")
+        skip = _int(request, "skip", 0, minimum=0)
+        page = ordered[skip : skip + limit]
+        return JSONResponse(
+            {
+                "results": [self._v3_row(r) for r in page],
+                "pagination": {
+                    "skip": skip,
+                    "limit": limit,
+                    "hasMore": skip + limit < len(ordered),
+                },
+            }
+        )
+
+    async def _reservations_by_ids(self, request: Request) -> Response:
+        ids = _id_list(request, "reservationIds")
+        if not ids:
+            raise _bad("reservationIds is required")
+        if len(ids) > self.config.max_limit:
+            raise _bad(f"at most {self.config.max_limit} reservationIds")
+        found = [self.reservations[i] for i in ids if i in self.reservations]
+        return JSONResponse([self._v3_row(r, key="_id") for r in found])
+
+    async def _folio_overview(self, request: Request) -> Response:
+        ids = _id_list(request, "reservationIds")
+        fields = _id_list(request, "fields")
+        if not ids or not fields:
+            raise _bad("reservationIds and fields are required")
+        if len(ids) > 200:
+            raise _bad("at most 200 reservationIds per request")
+        unknown = sorted(set(fields) - _FOLIO_FIELDS)
+        if unknown:
+            raise _bad(f"unknown fields {unknown}")
+        results, missing = [], []
+        for rid in ids:
+            res = self.reservations.get(rid)
+            if res is None:
+                missing.append(rid)
+                continue
+            m = res["money"]
+            results.append({"reservationId": rid, **{f: m.get(f) for f in fields}})
+        return JSONResponse({"results": results, "notFound": missing})
+
     async def _list_guests(self, request: Request) -> Response:
+        if not _field_list(request, "columns"):
+            raise _bad("columns is required")
         keep = _filters(request)
         items = self._sorted("guests", [g for g in self.guests.values() if keep(g)], "_id")
         # guests-crud selects with `columns` (not `fields`) and answers {results, total}.
-        page = self._page(request, items, _project, columns="columns")
+        page = self._page(request, items, _guest_columns, columns="columns")
         return JSONResponse({"results": page["results"], "total": page["count"]})
 
     async def _get_guest(self, request: Request) -> Response:
@@ -707,6 +875,92 @@ class GuestySandbox:
         page = items[skip : skip + limit]
         results = [present(r, fields) for r in page]
         return {"results": results, "count": len(items), "limit": limit, "skip": skip}
+
+
+V2_EVENTS = {
+    "reservation.new": "reservation.created.v2",
+    "reservation.updated": "reservation.updated.v2",
+}
+_V3_SORTS = frozenset({"_id", "checkIn", "checkOut", "createdAt"})
+# v3 filter field → (operators it takes, the stored value it compares)
+_V3_FILTERS: dict[str, tuple[frozenset[str], str]] = {
+    "status": (frozenset({"eq", "ne", "in", "nin"}), "status"),
+    "listingId": (frozenset({"eq", "in"}), "listingId"),
+    "confirmationCode": (frozenset({"eq", "in"}), "confirmationCode"),
+    "source": (frozenset({"eq", "ne", "in", "nin"}), "source"),
+    "checkIn": (frozenset({"eq", "gt", "gte", "lt", "lte"}), "checkInDateLocalized"),
+    "checkOut": (frozenset({"eq", "gt", "gte", "lt", "lte"}), "checkOutDateLocalized"),
+    "createdAt": (frozenset({"gt", "gte", "lt", "lte"}), "createdAt"),
+}
+_DATE_FILTERS = frozenset({"checkIn", "checkOut"})
+_FOLIO_FIELDS = frozenset(
+    {"currency", "fareAccommodation", "fareCleaning", "subTotalPrice", "totalTaxes"}
+    | {"totalPaid", "balanceDue", "hostPayout"}
+)
+_GUEST_LIST_NAMES = {
+    "id": "_id",
+    "guestEmail": "email",
+    "guestPhone": "phone",
+    "guestHometown": "hometown",
+    "dateCreated": "createdAt",
+}
+
+
+def _guest_columns(guest: Json, columns: list[str] | None) -> Json:
+    """A guests-list row: ``_id`` plus the requested columns under their list names."""
+    out: Json = {"_id": guest["_id"]}
+    for column in columns or []:
+        if column == "guestOtherEmails":
+            out[column] = list(guest.get("emails") or [])[1:]
+        elif column == "guestOtherPhones":
+            out[column] = list(guest.get("phones") or [])[1:]
+        elif _GUEST_LIST_NAMES.get(column, column) in guest:
+            out[column] = guest[_GUEST_LIST_NAMES.get(column, column)]
+    return out
+
+
+def _id_list(request: Request, name: str) -> list[str]:
+    """``name=a,b``, ``name=a&name=b`` or ``name[]=a&name[]=b``."""
+    values = request.query_params.getlist(name) + request.query_params.getlist(f"{name}[]")
+    return [v for value in values for v in value.split(",") if v]
+
+
+def _v3_filters(request: Request) -> Callable[[Json], bool]:
+    """``filter[f]=v`` / ``filter[f][op]=v``; a comma in a value means ``in``."""
+    tests: list[Callable[[Json], bool]] = []
+    for name, raw in request.query_params.multi_items():
+        if not name.startswith("filter["):
+            if name not in ("sort", "skip", "limit"):
+                raise _bad(f"unknown parameter {name!r}")
+            continue
+        parts = name.removeprefix("filter[").removesuffix("]").split("][")
+        field_name, op = parts[0], (parts[1] if len(parts) > 1 else None)
+        if field_name not in _V3_FILTERS or len(parts) > 2:
+            raise _bad(f"filtering by {field_name!r} is not supported")
+        ops, key = _V3_FILTERS[field_name]
+        if op is None:
+            if field_name in _DATE_FILTERS or field_name == "createdAt":
+                raise _bad(f"filter[{field_name}] needs an operator")
+            op = "in" if "," in raw else "eq"
+        if op not in ops:
+            raise _bad(f"operator {op!r} is not supported for {field_name}")
+        if field_name in _DATE_FILTERS:
+            try:
+                date.fromisoformat(raw)
+            except ValueError:
+                raise _bad(f"filter[{field_name}] takes a local date YYYY-MM-DD") from None
+        tests.append(_v3_test(key, op, raw, field_name))
+    return lambda r: all(t(r) for t in tests)
+
+
+def _v3_test(key: str, op: str, raw: str, field_name: str) -> Callable[[Json], bool]:
+    values = raw.split(",")
+    if op in ("in", "nin"):
+        return lambda r: (str(r.get(key)) in values) is (op == "in")
+    if op in ("eq", "ne") and field_name not in _DATE_FILTERS:
+        return lambda r: (str(r.get(key)) == raw) is (op == "eq")
+    wanted = {"eq": (0,), "gt": (1,), "gte": (0, 1), "lt": (-1,), "lte": (-1, 0)}[op]
+    return lambda r: _compare(r.get(key), raw) in wanted
 
 
 def create_app(config: GuestySandboxConfig | None = None) -> Starlette:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -24,7 +25,7 @@ from pms_cli.providers.guesty import PAGE_SIZE, Guesty
 from pms_cli.sandbox.guesty import GuestySandbox, GuestySandboxConfig
 from pms_cli.sandbox.server import MountedSandbox
 from pms_cli.stores.sqlite import SqliteStore
-from pms_cli.sync.session import Runtime, open_adapter
+from pms_cli.sync.session import Runtime, open_adapter, open_connection_adapter
 from tests.conftest import SharedClock
 from tests.helpers import Harness
 
@@ -70,6 +71,11 @@ def recorded(h: Harness) -> Recorder:
     return recorder
 
 
+def connected(h: Harness) -> Any:
+    """The adapter of the harness's connection, as the webhook applier opens it."""
+    return open_connection_adapter(h.runtime(), h.conn, h.store)
+
+
 def query(request: httpx.Request) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(request.url.query.decode()).items()}
 
@@ -91,17 +97,21 @@ def test_full_sync_writes_every_listing_reservation_and_guest(
     assert {"confirmed", "cancelled", "blocked"} <= statuses
 
 
-def test_full_sync_costs_one_token_plus_one_request_per_hundred_records(
+def test_full_sync_costs_one_token_plus_three_requests_per_hundred_reservations(
     tmp_path: Path, clock: SharedClock
 ) -> None:
     h = harness(tmp_path, clock, listings=130, reservations=1234)
     result = h.sync()
     guests = len(h.state.guests)
-    pages = math.ceil(130 / PAGE_SIZE) + math.ceil(1234 / PAGE_SIZE) + math.ceil(guests / 100)
+    reservation_pages = math.ceil(1234 / PAGE_SIZE)
+    # Each reservation page: the v3 search, its guests and its money (never one per booking).
+    pages = math.ceil(130 / PAGE_SIZE) + 3 * reservation_pages + math.ceil(guests / 100)
     assert result.status == "succeeded", result.error
     assert result.requests == h.state.stats.requests == 1 + pages
     assert h.state.stats.per_path["POST /oauth2/token"] == 1
-    assert result.resources["bookings"].requests == math.ceil(1234 / PAGE_SIZE)
+    assert result.resources["bookings"].requests == 3 * reservation_pages
+    assert h.state.stats.per_path["GET /v1/reservations-v3/search"] == reservation_pages
+    assert h.state.stats.per_path["GET /v1/guest-folio/overview"] == reservation_pages
 
 
 def test_requests_ask_for_documented_paging_fields_and_envelopes(
@@ -116,39 +126,167 @@ def test_requests_ask_for_documented_paging_fields_and_envelopes(
     assert form["grant_type"] == ["client_credentials"] and form["scope"] == ["open-api"]
     assert form["client_id"] == [h.state.config.client_id]
     by_path = {r.url.path: query(r) for r in data}
+    # Every listing: the active/listed/pmsActive flags are never sent (schema default true).
     assert by_path["/v1/listings"] == {"limit": "100", "skip": "0"}
-    reservations = by_path["/v1/reservations"]
-    assert {"guest", "money", "listingId"} <= set(reservations["fields"].split())
-    assert (reservations["limit"], reservations["skip"], reservations["sort"]) == (
-        "100",
-        "0",
-        "_id",
-    )
-    assert "filters" not in reservations  # the first run is full
-    guests = by_path["/v1/guests-crud"]
-    assert "columns" in guests and "fields" not in guests
+    assert by_path["/v1/reservations-v3/search"] == {"limit": "100", "skip": "0", "sort": "_id"}
+    guests = [query(r) for r in data if r.url.path == "/v1/guests-crud"]
+    assert all("columns" in g and "fields" not in g for g in guests)
+    assert {"guestEmail", "guestPhone", "id"} <= set(guests[0]["columns"].split())
+    folio = by_path["/v1/guest-folio/overview"]
+    assert set(folio["reservationIds"].split(",")) == set(h.state.reservations)
     assert all(r.headers["authorization"].startswith("Bearer ") for r in data)
 
 
-def test_second_run_is_incremental_and_fetches_only_changed_reservations(
+def test_no_request_goes_to_a_legacy_reservation_endpoint(
+    tmp_path: Path, clock: SharedClock
+) -> None:
+    # The legacy routes still work here (migration mode): pms must not use them anyway.
+    h = harness(tmp_path, clock, listings=3, reservations=150, legacy_reservations=True)
+    h.sync()
+    clock.advance(3600)
+    h.state.add_reservations(1)
+    h.sync()
+    legacy = [p for p in h.state.stats.per_path if p.startswith("GET /v1/reservations ")]
+    legacy += [p for p in h.state.stats.per_path if p.startswith("GET /v1/reservations/")]
+    assert legacy == []
+
+
+def test_the_2027_api_answers_410_on_legacy_routes_and_the_sync_still_succeeds(
+    tmp_path: Path, clock: SharedClock
+) -> None:
+    h = harness(tmp_path, clock, listings=3, reservations=40)
+    result = h.sync()
+    assert result.status == "succeeded", result.error
+    assert h.store.counts(h.conn.id)["booking"] == 40
+
+
+def test_bookings_carry_guest_contact_and_money_from_the_joins(
+    tmp_path: Path, clock: SharedClock
+) -> None:
+    h = harness(tmp_path, clock, listings=3, reservations=60)
+    h.sync()
+    for row in h.store.fetch_rows("booking", h.conn.id):
+        res = h.state.reservations[row["external_id"]]
+        guest = h.state.guests[res["guestId"]]
+        assert row["guest_email"] == guest["email"] and row["guest_name"] == guest["fullName"]
+        assert row["currency"] == res["money"]["currency"]
+        paid, due = res["money"]["totalPaid"], res["money"]["balanceDue"]
+        assert float(row["total_price"]) == pytest.approx(paid + due)
+
+
+def test_money_the_folio_refuses_leaves_total_price_empty_and_the_sync_succeeds(
+    tmp_path: Path, clock: SharedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pms_cli.providers.guesty as guesty
+
+    monkeypatch.setattr(guesty, "FOLIO_FIELDS", "currency,notAFolioField")  # sandbox: 400
+    h = harness(tmp_path, clock, listings=3, reservations=250)
+    result = h.sync()
+    assert result.status == "succeeded", result.error
+    rows = h.store.fetch_rows("booking", h.conn.id)
+    assert len(rows) == 250 and all(r["total_price"] is None for r in rows)
+    assert h.state.stats.per_path["GET /v1/guest-folio/overview"] == 1  # asked once, then off
+
+
+def test_second_run_reads_new_reservations_and_stays_not_ended_once_each(
     tmp_path: Path, clock: SharedClock
 ) -> None:
     h = harness(tmp_path, clock, listings=5, reservations=300)
     h.sync()
     clock.advance(3600)
-    changed = h.state.modify_reservations(4)
-    added = h.state.add_reservations(2)
+    added = h.state.add_reservations(2)  # new, and their stays have not ended: both windows
     recorder = recorded(h)
     result = h.sync()
     bookings = result.resources["bookings"]
     assert bookings.incremental_since is not None
-    assert bookings.fetched == 6 and bookings.requests == 1
-    [request] = [r for r in recorder.requests if r.url.path == "/v1/reservations"]
-    assert '"operator":"$gt"' in query(request)["filters"]
+    searches = [query(r) for r in recorder.requests if r.url.path.endswith("/search")]
+    assert {k for q in searches for k in q if k.startswith("filter")} == {
+        "filter[createdAt][gte]",
+        "filter[checkOut][gte]",
+    }
+    today = datetime.fromtimestamp(clock.now(), UTC).date()
+    not_ended = [
+        r
+        for r in h.state.reservations.values()
+        if date.fromisoformat(r["checkOutDateLocalized"]) >= today - timedelta(days=1)
+    ]
+    assert set(added) <= {r["_id"] for r in not_ended}
+    assert bookings.fetched == len(not_ended)  # the two new ones are not counted twice
+    assert bookings.fetched < 300 / 2
     assert h.store.counts(h.conn.id)["booking"] == 302
+
+
+def test_a_future_stay_cancelled_upstream_reaches_the_store_without_a_whole_reread(
+    tmp_path: Path, clock: SharedClock
+) -> None:
+    h = harness(tmp_path, clock, listings=5, reservations=600)
+    h.sync()
+    clock.advance(6 * 3600)
+    today = datetime.fromtimestamp(clock.now(), UTC).date()
+    future = [
+        r["_id"]
+        for r in h.state.reservations.values()
+        if r["status"] == "confirmed" and date.fromisoformat(r["checkInDateLocalized"]) > today
+    ]
+    rid = future[0]
+    h.state.cancel_reservation(rid)
+    result = h.sync()
     rows = {r["external_id"]: r for r in h.store.fetch_rows("booking", h.conn.id)}
-    for rid in changed + added:
-        assert rows[rid]["raw"]["lastUpdatedAt"] == h.state.reservations[rid]["lastUpdatedAt"]
+    assert rows[rid]["status"] == "cancelled"
+    whole_read = 3 * math.ceil(600 / PAGE_SIZE)
+    assert result.resources["bookings"].requests < whole_read
+
+
+def test_a_webhook_refetch_reads_one_reservation_through_v3_by_id(
+    tmp_path: Path, clock: SharedClock
+) -> None:
+    h = harness(tmp_path, clock, listings=2, reservations=30)
+    rid = sorted(h.state.reservations)[3]
+
+    async def fetch() -> Any:
+        async with connected(h) as adapter:
+            return await adapter.fetch_one(Guesty.resource("bookings"), rid)
+
+    raw = asyncio.run(fetch())
+    assert raw["_id"] == rid and raw["money"]["reservationId"] == rid
+    assert raw["guest"]["guestEmail"] == h.state.guests[raw["guestId"]]["email"]
+    assert h.state.stats.per_path["GET /v1/reservations-v3"] == 1
+
+    async def gone() -> Any:
+        async with connected(h) as adapter:
+            return await adapter.fetch_one(Guesty.resource("bookings"), "0" * 24)
+
+    assert asyncio.run(gone()) is None
+
+
+def test_every_listing_is_synced_and_inactive_ones_are_inactive(
+    tmp_path: Path, clock: SharedClock
+) -> None:
+    h = harness(tmp_path, clock, listings=12, reservations=10)
+    listings = h.state.listings.values()
+    assert any(not x["active"] for x in listings) and any(not x["pms"]["active"] for x in listings)
+    assert any(not x["isListed"] for x in listings)
+    h.sync()
+    rows = {r["external_id"]: r for r in h.store.fetch_rows("property", h.conn.id)}
+    assert set(rows) == set(h.state.listings)
+    for lid, listing in h.state.listings.items():
+        assert bool(rows[lid]["active"]) is listing["active"]
+
+
+def test_the_sandbox_like_guesty_drops_inactive_listings_when_the_flags_are_sent(
+    tmp_path: Path, clock: SharedClock
+) -> None:
+    # What a generated client sending the schema defaults would get: why pms never sends them.
+    h = harness(tmp_path, clock, listings=12, reservations=10)
+
+    async def listed(params: dict[str, str]) -> int:
+        async with connected(h) as adapter:
+            body = await adapter.http.get_json("listings", {"limit": 100, **params})
+            return len(body["results"])
+
+    assert asyncio.run(listed({})) == 12
+    defaults = {"active": "true", "listed": "true", "pmsActive": "true"}
+    assert asyncio.run(listed(defaults)) < 12
 
 
 def test_a_cancellation_upstream_lands_as_a_cancelled_booking(

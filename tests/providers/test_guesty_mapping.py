@@ -15,13 +15,13 @@ from hypothesis import strategies as st
 
 from pms_cli.models import Booking, BookingStatus, Guest, Property
 from pms_cli.providers.guesty import (
-    RESERVATION_FIELDS,
-    RESERVATIONS,
     Guesty,
     booking_status,
-    changed_since,
+    created_since,
     guesty_retry_after,
     iso_ms,
+    search_page,
+    stays_not_ended,
     to_booking,
     to_guest,
     to_property,
@@ -218,6 +218,7 @@ KEYS = sorted(
     | {"numberOfAdults", "numberOfChildren", "countryCode", "country", "emails", "phones"}
     | {"currency", "totalPaid", "balanceDue", "subTotalPrice", "totalTaxes", "platform"}
     | {"prices", "nationality", "preferredLanguage"}
+    | {"stay", "unitId", "reservationId", "guestEmail", "guestPhone", "guestOtherEmails"}
 )  # fmt: skip
 JSON = st.recursive(
     st.none()
@@ -253,28 +254,64 @@ def test_no_record_with_an_id_crashes_any_mapper(raw: dict[str, Any]) -> None:
 # ------------------------------------------------------------------ requests
 
 
-def test_the_incremental_filter_is_a_documented_gt_on_last_updated_at() -> None:
+def test_the_windows_are_bracket_filters_on_created_at_and_local_check_out_dates() -> None:
     since = datetime(2024, 5, 1, 2, 0, 0, 123456, tzinfo=timezone(timedelta(hours=2)))
-    params = changed_since(since)
-    assert json.loads(params["filters"]) == [
-        {"field": "lastUpdatedAt", "operator": "$gt", "value": "2024-05-01T00:00:00.123Z"}
-    ]
+    assert created_since(since) == {"filter[createdAt][gte]": "2024-05-01T00:00:00.123Z"}
+    # Stays that had not ended at the cursor, with a day of slack for the listing's zone.
+    assert stays_not_ended(since) == {"filter[checkOut][gte]": "2024-04-30"}
     assert iso_ms(datetime(2024, 5, 1, tzinfo=UTC)) == "2024-05-01T00:00:00.000Z"
 
 
-def test_the_reservation_fields_ask_for_everything_the_mapper_reads() -> None:
-    fields = set(RESERVATION_FIELDS.split())
-    documented = load("reservations_request")["query"]["fields"].split()
-    assert set(documented) <= fields
-    assert {"guest", "money", "numberOfGuests", "integration"} <= fields
-    assert RESERVATIONS.params["fields"] == RESERVATION_FIELDS
+def test_the_window_parameters_follow_the_documented_bracket_grammar() -> None:
+    documented = load("reservations_v3_request")["query"]
+    ours = {**created_since(datetime(2024, 5, 1, tzinfo=UTC))}
+    ours |= stays_not_ended(datetime(2024, 5, 1, tzinfo=UTC))
+    assert set(ours) <= set(documented)
+    assert ours == {k: documented[k] for k in ours}
+    assert Guesty.resource("bookings").params == {"sort": "_id"}
 
 
-def test_the_documented_example_filter_parses_like_ours() -> None:
-    query = load("reservations_request")["query"]
-    ours = changed_since(datetime(2024, 5, 1, tzinfo=UTC))
-    assert json.loads(ours["filters"]) == json.loads(query["filters"])
-    assert parse_qs(f"filters={ours['filters']}")["filters"] == [ours["filters"]]
+def test_a_v3_search_page_gives_ids_and_has_more_and_maps_both_row_shapes() -> None:
+    page = search_page(load("reservations_v3_page"))
+    assert page.has_more is False and page.total is None
+    assert [r["_id"] for r in page.records] == [
+        "62a08097b8a1ab0037fd3feb",
+        "62a08097b8a1ab0037fd3fec",
+    ]
+    first, second = (to_booking(r)[0] for r in page.records)
+    assert isinstance(first, Booking) and isinstance(second, Booking)
+    assert first.property_external_id == second.property_external_id == "5f0c6a5e8f1e3c002d4b7a11"
+    assert (first.check_in, first.check_out) == (date(2024, 6, 10), date(2024, 6, 14))
+    assert (second.check_in, second.status) == (date(2024, 7, 1), BookingStatus.CANCELLED)
+
+
+def test_a_lean_v3_row_joined_with_its_guest_and_folio_maps_fully() -> None:
+    guest = load("guests_list_page")["results"][0]
+    folio = load("folio_overview")["results"][0]
+    row = {**search_page({"results": [load("reservation_v3")]}).records[0]}
+    [booking] = to_booking({**row, "guest": guest, "money": folio})
+    assert isinstance(booking, Booking)
+    assert booking.external_id == "62a08097b8a1ab0037fd3feb"
+    assert booking.property_external_id == "5f0c6a5e8f1e3c002d4b7a11"
+    assert (booking.check_in, booking.check_out) == (date(2024, 6, 10), date(2024, 6, 14))
+    assert (booking.adults, booking.children) == (2, 0)
+    assert booking.total_price == Decimal("520") and booking.currency == "EUR"
+    assert (booking.guest_name, booking.guest_email) == ("Ana Silva", "ana@example.com")
+    assert booking.guest_phone == "+351911111111"
+
+
+def test_a_lean_v3_row_without_joins_leaves_guest_and_money_empty() -> None:
+    [booking] = to_booking(search_page({"results": [load("reservation_v3")]}).records[0])
+    assert isinstance(booking, Booking)
+    assert booking.total_price is None and booking.guest_email is None
+    assert booking.guest_external_id == "62a0809600112233445566aa"
+
+
+def test_a_guest_list_row_maps_with_the_list_column_names() -> None:
+    [guest] = to_guest(load("guests_list_page")["results"][0])
+    assert isinstance(guest, Guest)
+    assert guest.external_id == "62a0809600112233445566aa"
+    assert (guest.email, guest.phone) == ("ana@example.com", "+351911111111")
 
 
 @pytest.mark.parametrize(
