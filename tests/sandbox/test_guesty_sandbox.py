@@ -81,6 +81,15 @@ def make_api(clock: ManualClock, **overrides: Any) -> Api:
 
 @pytest.fixture
 def api(clock: ManualClock) -> Api:
+    """The sandbox in migration mode: the legacy reservation routes still answer."""
+    api = make_api(clock, legacy_reservations=True)
+    api.login()
+    return api
+
+
+@pytest.fixture
+def api27(clock: ManualClock) -> Api:
+    """The sandbox as Guesty is from 2027-03-01 (the default)."""
     api = make_api(clock)
     api.login()
     return api
@@ -211,7 +220,7 @@ def test_every_api_response_carries_the_six_rate_limit_headers(clock: ManualCloc
     api = make_api(clock, rate_limits=GuestySandboxConfig().rate_limits)
     api.login()
 
-    first, second = api.get("/v1/listings"), api.get("/v1/reservations/unknown")
+    first, second = api.get("/v1/listings"), api.get("/v1/listings/unknown")
 
     assert all(name in first.headers for name in HEADERS)
     limits = [first.headers[f"X-RateLimit-Limit-{w}"] for w in ("Second", "Minute", "Hour")]
@@ -289,12 +298,17 @@ def test_skip_paging_returns_every_reservation_exactly_once(api: Api) -> None:
 
 
 def test_guests_crud_answers_results_and_total_and_selects_with_columns(api: Api) -> None:
-    body = api.get("/v1/guests-crud", limit=5, columns="fullName email").json()
+    body = api.get("/v1/guests-crud", limit=5, columns="fullName guestEmail").json()
 
     assert set(body) == {"results", "total"}
     assert body["total"] == len(api.sandbox.guests)
-    assert all(set(g) <= {"_id", "fullName", "email"} for g in body["results"])
+    assert all(set(g) <= {"_id", "fullName", "guestEmail"} for g in body["results"])
     assert len(body["results"]) == 5
+    # The documented list names: email and phone are guestEmail / guestPhone.
+    [one] = api.results("/v1/guests-crud", limit=1, columns="id guestEmail guestPhone email")
+    guest = api.sandbox.guests[one["_id"]]
+    assert (one["id"], one["guestEmail"]) == (guest["_id"], guest["email"])
+    assert api.get("/v1/guests-crud", limit=1).status_code == 400  # columns is required
 
 
 def test_single_objects_and_documented_404s(api: Api) -> None:
@@ -393,9 +407,11 @@ def test_eq_not_lt_and_contains_filters_and_they_are_anded(api: Api) -> None:
 def test_guests_can_be_filtered_too(api: Api) -> None:
     email = next(g["email"] for g in api.sandbox.guests.values() if g["email"])
 
-    found = api.get("/v1/guests-crud", filters=rule("email", "$eq", value=email)).json()
+    found = api.get(
+        "/v1/guests-crud", columns="guestEmail", filters=rule("email", "$eq", value=email)
+    ).json()
 
-    assert found["total"] >= 1 and all(g["email"] == email for g in found["results"])
+    assert found["total"] >= 1 and all(g["guestEmail"] == email for g in found["results"])
 
 
 @pytest.mark.parametrize(
@@ -558,3 +574,170 @@ def test_create_app_exposes_its_sandbox_on_app_state() -> None:
 
     assert isinstance(app.state.sandbox, GuestySandbox)
     assert len(app.state.sandbox.reservations) == 3
+
+
+# ------------------------------------------------------------------ the 2027 API
+
+
+def test_legacy_reservation_routes_answer_410_unless_migration_mode_is_on(
+    api27: Api, api: Api
+) -> None:
+    rid = next(iter(api27.sandbox.reservations))
+    for path in ("/v1/reservations", f"/v1/reservations/{rid}"):
+        gone = api27.get(path)
+        assert gone.status_code == 410 and gone.json()["error"]["code"] == "GONE"
+    assert api.get("/v1/reservations").status_code == 200
+
+
+def walk_v3(api: Api, **params: Any) -> list[dict[str, Any]]:
+    seen: list[dict[str, Any]] = []
+    for skip in range(0, 10_000, 100):
+        body = api.get("/v1/reservations-v3/search", limit=100, skip=skip, **params).json()
+        seen.extend(body["results"])
+        if not body["pagination"]["hasMore"]:
+            return seen
+    raise AssertionError("paging did not end")
+
+
+def test_v3_search_pages_with_has_more_and_lean_rows(api27: Api) -> None:
+    body = api27.get("/v1/reservations-v3/search", limit=10).json()
+    assert set(body) == {"results", "pagination"}
+    assert body["pagination"] == {"skip": 0, "limit": 10, "hasMore": True}
+    row = body["results"][0]
+    assert "reservationId" in row and "guest" not in row and "money" not in row
+    assert set(row["stay"][0]) >= {"listingId", "checkInDateLocalized", "checkOutDateLocalized"}
+    ids = [r["reservationId"] for r in walk_v3(api27, sort="_id")]
+    assert ids == sorted(api27.sandbox.reservations)
+    default = [r["reservationId"] for r in api27.results("/v1/reservations-v3/search", limit=5)]
+    assert default == sorted(api27.sandbox.reservations, reverse=True)[:5]  # default -_id
+    assert api27.get("/v1/reservations-v3/search", limit=101).status_code == 400
+
+
+def test_v3_search_filters_by_status_dates_and_created_at(api27: Api) -> None:
+    everything = list(api27.sandbox.reservations.values())
+    confirmed = walk_v3(api27, **{"filter[status]": "confirmed"})
+    assert len(confirmed) == sum(r["status"] == "confirmed" for r in everything)
+    two = walk_v3(api27, **{"filter[status]": "confirmed,canceled"})
+    assert {r["status"] for r in two} == {"confirmed", "canceled"}
+    not_cancelled = walk_v3(api27, **{"filter[status][nin]": "canceled,declined"})
+    assert not {r["status"] for r in not_cancelled} & {"canceled", "declined"}
+    day = sorted(r["checkOutDateLocalized"] for r in everything)[len(everything) // 2]
+    later = walk_v3(api27, **{"filter[checkOut][gte]": day})
+    assert len(later) == sum(r["checkOutDateLocalized"] >= day for r in everything)
+    stamp = sorted(r["createdAt"] for r in everything)[-7]
+    recent = walk_v3(api27, **{"filter[createdAt][gte]": stamp})
+    assert len(recent) == 7
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"filter[lastUpdatedAt][gt]": "2026-01-01T00:00:00Z"},  # no updated-at filter in v3
+        {"sort": "lastUpdatedAt"},
+        {"filter[checkOut]": "2026-01-01"},  # dates need an operator
+        {"filter[checkOut][gte]": "2026-01-01T00:00:00"},  # local date only
+        {"filter[listingId][ne]": "x"},
+        {"filters": "[]"},  # the legacy syntax
+        {"fields": "guest money"},
+    ],
+)
+def test_v3_search_answers_400_for_what_is_not_documented(
+    api27: Api, params: dict[str, str]
+) -> None:
+    response = api27.get("/v1/reservations-v3/search", **params)
+    assert response.status_code == 400 and response.json()["error"]["code"] == "BAD_REQUEST"
+
+
+def test_v3_by_ids_answers_a_bare_array_of_found_reservations(api27: Api) -> None:
+    a, b = sorted(api27.sandbox.reservations)[:2]
+    auth = {"Authorization": f"Bearer {api27.token}"}
+    query = {"reservationIds[]": [a, "0" * 24, b]}
+    rows = api27.request("GET", "/v1/reservations-v3", params=query, headers=auth)
+    assert [r["_id"] for r in rows.json()] == [a, b]
+    assert api27.get("/v1/reservations-v3", reservationIds=a).json()[0]["_id"] == a
+    assert api27.get("/v1/reservations-v3").status_code == 400
+
+
+def test_the_folio_overview_serves_money_for_up_to_200_ids(api27: Api) -> None:
+    ids = sorted(api27.sandbox.reservations)[:3]
+    body = api27.get(
+        "/v1/guest-folio/overview",
+        reservationIds=",".join([*ids, "0" * 24]),
+        fields="currency,totalPaid",
+    ).json()
+    assert body["notFound"] == ["0" * 24]
+    first = body["results"][0]
+    assert set(first) == {"reservationId", "currency", "totalPaid"}
+    assert first["totalPaid"] == api27.sandbox.reservations[ids[0]]["money"]["totalPaid"]
+    too_many = ",".join(f"{n:024x}" for n in range(201))
+    assert (
+        api27.get(
+            "/v1/guest-folio/overview", reservationIds=too_many, fields="currency"
+        ).status_code
+        == 400
+    )
+    unknown = api27.get("/v1/guest-folio/overview", reservationIds=ids[0], fields="nope")
+    assert unknown.status_code == 400
+
+
+def test_listing_flags_sent_as_true_return_only_active_listed_pms_listings(api27: Api) -> None:
+    listings = list(api27.sandbox.listings.values())
+    every = api27.results("/v1/listings", limit=100)
+    assert len(every) == len(listings)
+    on = api27.results("/v1/listings", limit=100, active="true", pmsActive="true")
+    assert {x["_id"] for x in on} == {
+        x["_id"] for x in listings if x["active"] and x["pms"]["active"]
+    }
+    assert len(on) < len(listings)
+
+
+def test_webhooks_change_events_with_put_but_never_the_url(api27: Api) -> None:
+    sandbox = api27.sandbox
+    hook = sandbox.add_webhook("https://hooks.example.com/a", ["reservation.new"])
+    auth = {"Authorization": f"Bearer {api27.token}"}
+    events = ["reservation.created.v2", "reservation.updated.v2"]
+    ok = api27.request("PUT", f"/v1/webhooks/{hook['_id']}", json={"events": events}, headers=auth)
+    assert ok.status_code == 200 and sandbox.webhooks[hook["_id"]]["events"] == events
+    moved = api27.request(
+        "PUT",
+        f"/v1/webhooks/{hook['_id']}",
+        json={"events": events, "url": "https://hooks.example.com/b"},
+        headers=auth,
+    )
+    assert moved.status_code == 400
+    legacy = api27.request(
+        "POST",
+        "/v1/webhooks",
+        json={"url": "https://x.example", "events": ["reservation.new"]},
+        headers=auth,
+    )
+    assert legacy.status_code == 400
+    gone = api27.request("DELETE", f"/v1/webhooks/{hook['_id']}", headers=auth)
+    assert gone.status_code == 204 and hook["_id"] not in sandbox.webhooks
+
+
+def test_v2_subscribers_get_lean_bodies_with_the_id_in_every_reported_place(
+    api27: Api,
+) -> None:
+    sandbox = api27.sandbox
+    sandbox.add_webhook("https://hooks.example.com/v2", ["reservation.created.v2"])
+    sandbox.add_webhook("https://hooks.example.com/v1", ["reservation.new"])
+    added = sandbox.add_reservations(3)
+    hooks = sandbox.sender.take()
+    legacy = [h.payload for h in hooks if h.url.endswith("/v1")]
+    lean = [h.payload for h in hooks if h.url.endswith("/v2")]
+    assert [p["reservation"]["_id"] for p in legacy] == added
+    assert all("reservation" not in p and "money" not in p["data"] for p in lean)
+    assert {p.get("event") or p.get("eventType") for p in lean} == {"reservation.created.v2"}
+    places = [
+        p["data"].get("reservationId")
+        or p["data"].get("reservation", {}).get("id")
+        or p.get("reservationId")
+        for p in lean
+    ]
+    assert places == added
+    assert {("reservationId" in p["data"], "reservation" in p["data"]) for p in lean} == {
+        (True, False),
+        (False, True),
+        (False, False),
+    }
