@@ -218,6 +218,7 @@ class GuestySandbox:
         self.webhooks: dict[str, Json] = {}
         self.sender = WebhookSender()
         self.webhook_updates = 0
+        self._webhook_seq = 0
         self._v2_sent = 0
         self._sort_cache: dict[str, tuple[Any, list[Json]]] = {}
 
@@ -447,7 +448,9 @@ class GuestySandbox:
 
     def add_webhook(self, url: str, events: list[str]) -> Json:
         """Subscribe ``url`` (``POST /v1/webhooks``); its signing secret is per endpoint URL."""
-        hook_id = object_id(self.clock.now(), FakeData(len(self.webhooks)))
+        # A counter, not len(): ids stay unique once webhooks are deleted.
+        hook_id = object_id(self.clock.now(), FakeData(self._webhook_seq))
+        self._webhook_seq += 1
         hook = {"_id": hook_id, "accountId": self.account_id, "url": url, "events": events}
         self.webhooks[hook_id] = {
             **hook,

@@ -85,7 +85,8 @@ def test_guesty_rejects_a_bad_signature(rig_factory: Any) -> None:
 def test_guesty_rejects_a_body_changed_after_signing(rig_factory: Any) -> None:
     rig = rig_factory("guesty")
     hook = one_delivery(rig)
-    body = hook.body.replace(b'"reservation.new"', b'"reservation.updated"')
+    body = hook.body.replace(b'"reservation.created.v2"', b'"reservation.updated.v2"')
+    assert body != hook.body
     assert_rejected(rig, rig.post(body, hook.headers, url=hook.url), "bad_signature")
 
 
