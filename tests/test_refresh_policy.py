@@ -4,6 +4,7 @@ between only the records that new bookings point at are fetched (one request eac
 from __future__ import annotations
 
 import copy
+import math
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,10 @@ def test_an_unchanged_incremental_sync_issues_at_most_one_request_per_resource(
     budget = len(get_provider(provider).resources)
     # + one per declared list of deleted records (Lodgify /v2/deletedProperties).
     budget += sum(r.lists_deletions for r in get_provider(provider).resources)
+    if provider == "guesty":
+        # v3 has no updated-at filter: the stays-not-ended window is re-read on every run
+        # (3 requests per page with its guest and money joins); see providers/guesty.py.
+        budget += 3 * math.ceil(second.resources["bookings"].fetched / 100)
     assert second.requests <= budget, second.to_dict()
     assert {k: rows(h, k).keys() for k in before} == {k: v.keys() for k, v in before.items()}
 
