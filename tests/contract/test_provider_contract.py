@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,16 @@ def test_synced_rows_are_normalised(harness: Harness) -> None:
         assert row["country"] is None or (len(row["country"]) == 2 and row["country"].isupper())
 
 
+def unchanged_but_reread(harness: Harness, cursor: str | None) -> int:
+    """Bookings an incremental run reads although nothing changed: none, except Guesty's stays
+    not ended at the cursor (v3 has no updated-at filter; see providers/guesty.py)."""
+    if harness.conn.provider != "guesty" or cursor is None:
+        return 0
+    since = datetime.fromisoformat(cursor) - timedelta(minutes=harness.settings.sync.lag_minutes)
+    day = (since.astimezone(UTC) - timedelta(days=1)).date().isoformat()
+    return sum(r["checkOutDateLocalized"] >= day for r in harness.state.reservations.values())
+
+
 def test_cursors_advance_and_a_second_run_fetches_only_changes(
     harness: Harness, clock: SharedClock
 ) -> None:
@@ -63,7 +74,7 @@ def test_cursors_advance_and_a_second_run_fetches_only_changes(
     for name in incremental:
         if name == "bookings":
             assert second.resources[name].fetched < first.resources[name].fetched
-            assert second.resources[name].fetched == 0
+            assert second.resources[name].fetched == unchanged_but_reread(harness, cursors[name])
     assert harness.store.cursors(harness.conn.id)["bookings"] > cursors["bookings"]
 
 
