@@ -554,8 +554,14 @@ class Guesty(Provider):
         return found
 
     async def fetch_one(self, resource: Resource, external_id: str) -> Raw | None:
-        """A reservation through ``GET reservations-v3`` by id (joined like a list page);
-        ``listings/{id}`` and ``guests-crud/{id}`` otherwise."""
+        """A reservation through ``GET reservations-v3`` by id (joined like a list page); a guest
+        from the guests list (``guests-crud/{id}`` if the list does not name it); a listing
+        from ``listings/{id}``."""
+        if resource.kind == "guest":
+            # The single-guest call has no email or phone (the list has): ask the list first.
+            found = await self.guests_by_id([external_id])
+            if external_id in found:
+                return found[external_id]
         if resource.kind != "booking":
             body = await get_or_none(self.http, f"{resource.path}/{external_id}")
             return body if isinstance(body, dict) and body else None

@@ -832,7 +832,9 @@ class GuestySandbox:
         guest = self.guests.get(request.path_params["item_id"])
         if guest is None:
             raise _fail(404, "NOT_FOUND", "Guest not found")
-        return JSONResponse(_project(guest, _field_list(request, "fields")))
+        # Documented: email and phone come with the guests list, not the single-guest call.
+        single = {k: v for k, v in guest.items() if k not in _LIST_ONLY}
+        return JSONResponse(_project(single, _field_list(request, "fields")))
 
     def _sorted(self, endpoint: str, items: list[Json], sort: str) -> list[Json]:
         """``_sorted`` remembered between the pages of one walk.
@@ -900,6 +902,7 @@ _FOLIO_FIELDS = frozenset(
     {"currency", "fareAccommodation", "fareCleaning", "subTotalPrice", "totalTaxes"}
     | {"totalPaid", "balanceDue", "hostPayout"}
 )
+_LIST_ONLY = frozenset({"email", "emails", "phone", "phones"})
 _GUEST_LIST_NAMES = {
     "id": "_id",
     "guestEmail": "email",

@@ -21,6 +21,7 @@ from pms_cli.errors import AuthError
 from pms_cli.http.clock import FakeClock
 from pms_cli.http.ratelimit import LimiterRegistry
 from pms_cli.http.tokens import MemoryTokenCache
+from pms_cli.models import Guest
 from pms_cli.providers.guesty import PAGE_SIZE, Guesty
 from pms_cli.sandbox.guesty import GuestySandbox, GuestySandboxConfig
 from pms_cli.sandbox.server import MountedSandbox
@@ -257,6 +258,21 @@ def test_a_webhook_refetch_reads_one_reservation_through_v3_by_id(
             return await adapter.fetch_one(Guesty.resource("bookings"), "0" * 24)
 
     assert asyncio.run(gone()) is None
+
+
+def test_a_guest_refetched_by_id_keeps_the_email_only_the_list_returns(
+    tmp_path: Path, clock: SharedClock
+) -> None:
+    h = harness(tmp_path, clock, listings=2, reservations=30)
+    gid, guest = next((k, g) for k, g in h.state.guests.items() if g["email"] and g["phone"])
+
+    async def fetch() -> Any:
+        async with connected(h) as adapter:
+            return await adapter.fetch_one(Guesty.resource("guests"), gid)
+
+    [record] = Guesty.resource("guests").mapper(asyncio.run(fetch()))
+    assert isinstance(record, Guest)
+    assert (record.external_id, record.email, record.phone) == (gid, guest["email"], guest["phone"])
 
 
 def test_every_listing_is_synced_and_inactive_ones_are_inactive(
