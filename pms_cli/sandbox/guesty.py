@@ -1080,12 +1080,14 @@ def _predicate(rule: Any) -> Callable[[Json], bool]:
     if "value" not in rule:
         raise _bad(f"{op} needs a value")
     value = rule["value"]
+    # A set: pms asks for a page's 100 guests by id, tested against every guest of the account.
+    members = {v for v in value if isinstance(v, str | int)} if isinstance(value, list) else set()
     tests: dict[str, Callable[[Any], bool]] = {
         "$eq": lambda a: a == value or _compare(a, value) == 0,
         "$not": lambda a: not (a == value or _compare(a, value) == 0),
         "$contains": lambda a: _contains(a, value),
         "$notcontains": lambda a: not _contains(a, value),
-        "$in": lambda a: isinstance(value, list) and a in value,
+        "$in": lambda a: isinstance(a, str | int) and a in members,
         "$gt": lambda a: _compare(a, value) == 1,
         "$gte": lambda a: _compare(a, value) in (0, 1),
         "$lt": lambda a: _compare(a, value) == -1,
