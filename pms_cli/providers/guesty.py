@@ -67,9 +67,9 @@ from pms_cli.providers.base import (
 )
 
 # --- facts block -------------------------------------------------------------------------------
-# Confirmed (Guesty's own pages):
+# Confirmed (Guesty's own pages, or the fact sheet's "Changes checked 2026-12-06" block):
 # - v3 search `GET /reservations-v3/search`, bracket filters, skip/limit <= 100, sorts `_id`,
-#   `checkIn`, `checkOut`, `createdAt`; no updated-at filter (reference
+#   `checkIn`, `checkOut`, `createdAt`; no updated-at filter (fact sheet: reference
 #   reservationsopenapicontroller_searchreservations; changelog 2026-05-12, 2026-11-05).
 # - Legacy `/reservations` and `/reservations/{id}` retire 2027-03-01; guest, money and payment
 #   data are "by reference" in v3 (docs/reservation-migration).
@@ -87,8 +87,11 @@ from pms_cli.providers.base import (
 #   (client code) -- `{results: [...]}` is accepted too.
 # - Folio field names (only hostPayout/totalTaxes/currency appear in the docs' example); a 400
 #   or 404 turns money off for the run instead of failing it.
-# - The guest list's `filters` syntax for "these ids" (legacy JSON rule array assumed); guests
-#   are joined by id, so an ignored filter leaves names empty, never wrong.
+# - The guest list's `filters` syntax for "these ids": the reference only says "object of
+#   filters"; the legacy JSON rule array is sent. Guests are joined by id, so an ignored filter
+#   leaves a booking's guest fields empty, never wrong.
+# - Only the documented list columns are asked for: language and country are not among them,
+#   so guests read from the list have none (unknown columns might be refused).
 # - Booking.com reservations reportedly missing from v3 search (one integration): webhooks
 #   and the whole re-read are the safety net.
 GUESTS_PAGE_SIZE = 100  # guests-crud documents only "default 25"; 100 is the max of the others
