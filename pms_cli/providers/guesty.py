@@ -119,6 +119,7 @@ STAY_LAG_DAYS = 1
 SEARCH_PATH = "reservations-v3/search"
 BY_IDS_PATH = "reservations-v3"
 GUESTS_PATH = "guests-crud"
+GUEST_FILTER_PARAM = "filters"
 FOLIO_PATH = "guest-folio/overview"
 GUEST_COLUMNS = (
     "id firstName lastName fullName guestEmail guestOtherEmails guestPhone guestOtherPhones "
@@ -461,6 +462,9 @@ class Guesty(Provider):
         # Set when the folio endpoint refuses our request (400/403/404): money stays empty for
         # the rest of this adapter's life instead of failing every page.
         self.money_unavailable = False
+        # Set when the guests list answers a by-id lookup with guests nobody asked for: its
+        # filter syntax is not the one assumed, and asking again per page would only cost.
+        self.guest_filter_ignored = False
 
     @classmethod
     def build_auth(cls, ctx: ProviderContext) -> Auth:
@@ -517,21 +521,25 @@ class Guesty(Provider):
         wanted = sorted(ids)
         found: dict[str, Raw] = {}
         for start in range(0, len(wanted), GUESTS_PAGE_SIZE):
+            if self.guest_filter_ignored:
+                break
             chunk = wanted[start : start + GUESTS_PAGE_SIZE]
             rule = {"field": "_id", "operator": "$in", "value": chunk}
             body = await self.http.get_json(
                 GUESTS_PATH,
                 {
                     "columns": GUEST_COLUMNS,
-                    "filters": _json([rule]),
+                    GUEST_FILTER_PARAM: _json([rule]),
                     "limit": GUESTS_PAGE_SIZE,
                     "skip": 0,
                 },
             )
             for guest in _records(body):
-                gid = text(guest.get("_id")) or text(guest.get("id"))
+                gid = reservation_id(guest)
                 if gid in chunk:  # joined by id: an ignored filter never mislabels a booking
                     found[gid] = guest
+                else:
+                    self.guest_filter_ignored = True
         return found
 
     async def money_by_id(self, ids: Sequence[str]) -> dict[str, Raw]:

@@ -189,6 +189,23 @@ def test_money_the_folio_refuses_leaves_total_price_empty_and_the_sync_succeeds(
     assert h.state.stats.per_path["GET /v1/guest-folio/overview"] == 1  # asked once, then off
 
 
+def test_a_guest_filter_the_api_ignores_stops_the_guest_join_for_the_run(
+    tmp_path: Path, clock: SharedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pms_cli.providers.guesty as guesty
+
+    monkeypatch.setattr(guesty, "GUEST_FILTER_PARAM", "unknownFilter")  # the sandbox ignores it
+    h = harness(tmp_path, clock, listings=3, reservations=450)
+    result = h.sync()
+    assert result.status == "succeeded", result.error
+    # One lookup answered with guests nobody asked for; the other pages do not ask again.
+    assert result.resources["bookings"].requests == 2 * math.ceil(450 / PAGE_SIZE) + 1
+    rows = {r["external_id"]: r for r in h.store.fetch_rows("booking", h.conn.id)}
+    for rid, row in rows.items():  # a name is the booking's own guest's, or none
+        guest = h.state.guests[h.state.reservations[rid]["guestId"]]
+        assert row["guest_name"] in (None, guest["fullName"])
+
+
 def test_second_run_reads_new_reservations_and_stays_not_ended_once_each(
     tmp_path: Path, clock: SharedClock
 ) -> None:
