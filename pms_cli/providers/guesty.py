@@ -90,8 +90,8 @@ from pms_cli.providers.base import (
 # - The guest list's `filters` syntax for "these ids": the reference only says "object of
 #   filters"; the legacy JSON rule array is sent. Guests are joined by id, so an ignored filter
 #   leaves a booking's guest fields empty, never wrong.
-# - Only the documented list columns are asked for: language and country are not among them,
-#   so guests read from the list have none (unknown columns might be refused).
+# - Language and country: the documented list columns have neither; the legacy names
+#   (GUEST_EXTRA_COLUMNS) are asked for too, and dropped for the run if the list answers 400.
 # - Booking.com reservations reportedly missing from v3 search (one integration): webhooks
 #   and the whole re-read are the safety net.
 GUESTS_PAGE_SIZE = 100  # guests-crud documents only "default 25"; 100 is the max of the others
@@ -125,6 +125,7 @@ GUEST_COLUMNS = (
     "id firstName lastName fullName guestEmail guestOtherEmails guestPhone guestOtherPhones "
     "guestHometown dateCreated"
 )
+GUEST_EXTRA_COLUMNS = "preferredLanguage nationality address"  # unverified, see facts block
 # `_id` order only moves on inserts (which land at the end), so skip paging stays stable while
 # other reservations change mid-walk.
 SEARCH_SORT = "_id"
@@ -465,6 +466,7 @@ class Guesty(Provider):
         # Set when the guests list answers a by-id lookup with guests nobody asked for: its
         # filter syntax is not the one assumed, and asking again per page would only cost.
         self.guest_filter_ignored = False
+        self.guest_columns = f"{GUEST_COLUMNS} {GUEST_EXTRA_COLUMNS}"
 
     @classmethod
     def build_auth(cls, ctx: ProviderContext) -> Auth:
@@ -484,6 +486,10 @@ class Guesty(Provider):
         return AccountInfo(account_ref=client_id, display_name=f"Guesty account {account}")
 
     async def pages(self, resource: Resource, since: datetime | None) -> AsyncIterator[list[Raw]]:
+        if resource.kind == "guest":
+            async for page in self.guest_pages(resource):
+                yield page
+            return
         if resource.kind != "booking":
             async for page in super().pages(resource, since):
                 yield page
@@ -517,6 +523,33 @@ class Guesty(Provider):
             out.append({**row, **extra} if extra else row)
         return out
 
+    async def guest_pages(self, resource: Resource) -> AsyncIterator[list[Raw]]:
+        """The guests list with ``self.guest_columns``; a 400 before the first page means the
+        undocumented extra columns are refused: the walk restarts without them."""
+        started = False
+        try:
+            params = {**resource.params, "columns": self.guest_columns}
+            async for page in resource.paginator.pages(
+                self.http, resource.path, params, resource.extract
+            ):
+                started = True
+                yield page
+            return
+        except ProviderError as exc:
+            if started or not self._drop_extra_columns(exc):
+                raise
+        params = {**resource.params, "columns": self.guest_columns}
+        async for page in resource.paginator.pages(
+            self.http, resource.path, params, resource.extract
+        ):
+            yield page
+
+    def _drop_extra_columns(self, exc: ProviderError) -> bool:
+        if exc.status != 400 or self.guest_columns == GUEST_COLUMNS:
+            return False
+        self.guest_columns = GUEST_COLUMNS
+        return True
+
     async def guests_by_id(self, ids: Iterable[str]) -> dict[str, Raw]:
         wanted = sorted(ids)
         found: dict[str, Raw] = {}
@@ -525,15 +558,17 @@ class Guesty(Provider):
                 break
             chunk = wanted[start : start + GUESTS_PAGE_SIZE]
             rule = {"field": "_id", "operator": "$in", "value": chunk}
-            body = await self.http.get_json(
-                GUESTS_PATH,
-                {
-                    "columns": GUEST_COLUMNS,
-                    GUEST_FILTER_PARAM: _json([rule]),
-                    "limit": GUESTS_PAGE_SIZE,
-                    "skip": 0,
-                },
-            )
+            query = {GUEST_FILTER_PARAM: _json([rule]), "limit": GUESTS_PAGE_SIZE, "skip": 0}
+            try:
+                body = await self.http.get_json(
+                    GUESTS_PATH, {**query, "columns": self.guest_columns}
+                )
+            except ProviderError as exc:
+                if not self._drop_extra_columns(exc):
+                    raise
+                body = await self.http.get_json(
+                    GUESTS_PATH, {**query, "columns": self.guest_columns}
+                )
             for guest in _records(body):
                 gid = reservation_id(guest)
                 if gid in chunk:  # joined by id: an ignored filter never mislabels a booking

@@ -132,6 +132,8 @@ class GuestySandboxConfig:
     default_limit: int = 25
     #: Serve the legacy ``/v1/reservations`` routes (retired 2027-03-01) instead of 410.
     legacy_reservations: bool = False
+    #: Refuse guest-list columns outside the documented list (400), as Guesty might.
+    strict_guest_columns: bool = False
     clock: Clock = field(default_factory=SystemClock)
 
 
@@ -820,8 +822,12 @@ class GuestySandbox:
         return JSONResponse({"results": results, "notFound": missing})
 
     async def _list_guests(self, request: Request) -> Response:
-        if not _field_list(request, "columns"):
+        columns = _field_list(request, "columns")
+        if not columns:
             raise _bad("columns is required")
+        unknown = sorted(set(columns) - _DOCUMENTED_GUEST_COLUMNS)
+        if self.config.strict_guest_columns and unknown:
+            raise _bad(f"unknown columns {unknown}")
         keep = _filters(request)
         items = self._sorted("guests", [g for g in self.guests.values() if keep(g)], "_id")
         # guests-crud selects with `columns` (not `fields`) and answers {results, total}.
@@ -903,6 +909,11 @@ _FOLIO_FIELDS = frozenset(
     | {"totalPaid", "balanceDue", "hostPayout"}
 )
 _LIST_ONLY = frozenset({"email", "emails", "phone", "phones"})
+_DOCUMENTED_GUEST_COLUMNS = frozenset(
+    {"id", "firstName", "lastName", "fullName", "tags", "notes", "goodToKnowNotes"}
+    | {"guestEmail", "guestOtherEmails", "guestPhone", "guestOtherPhones", "guestHometown"}
+    | {"dateCreated"}
+)
 _GUEST_LIST_NAMES = {
     "id": "_id",
     "guestEmail": "email",

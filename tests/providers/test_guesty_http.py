@@ -206,6 +206,34 @@ def test_a_guest_filter_the_api_ignores_stops_the_guest_join_for_the_run(
         assert row["guest_name"] in (None, guest["fullName"])
 
 
+def test_guests_keep_language_and_country_where_the_list_returns_them(
+    tmp_path: Path, clock: SharedClock
+) -> None:
+    h = harness(tmp_path, clock, listings=3, reservations=120)
+    h.sync()
+    rows = {r["external_id"]: r for r in h.store.fetch_rows("guest", h.conn.id)}
+    for gid, guest in h.state.guests.items():
+        assert rows[gid]["language"] == guest["preferredLanguage"]
+        assert rows[gid]["email"] == guest["email"]
+        code = (guest.get("address") or {}).get("countryCode")
+        assert rows[gid]["country"] == code
+
+
+def test_a_guest_list_refusing_the_extra_columns_is_read_with_the_documented_ones(
+    tmp_path: Path, clock: SharedClock
+) -> None:
+    h = harness(tmp_path, clock, listings=3, reservations=120, strict_guest_columns=True)
+    result = h.sync()
+    assert result.status == "succeeded", result.error
+    guests = h.store.fetch_rows("guest", h.conn.id)
+    assert len(guests) == len(h.state.guests)
+    assert {g["email"] for g in guests} == {g["email"] for g in h.state.guests.values()}
+    bookings = h.store.fetch_rows("booking", h.conn.id)
+    assert all(b["guest_name"] for b in bookings)  # the join fell back too
+    # One refused request per walk that tried the extra columns, not one per page.
+    assert result.requests <= 1 + 1 + 3 * 2 + 2 + 2
+
+
 def test_second_run_reads_new_reservations_and_stays_not_ended_once_each(
     tmp_path: Path, clock: SharedClock
 ) -> None:
