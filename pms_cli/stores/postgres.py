@@ -26,7 +26,7 @@ from psycopg.types.json import Jsonb
 from pms_cli.errors import StoreError
 from pms_cli.models import AnyRecord, Kind
 from pms_cli.redact import redact_text, redact_url, register_secret
-from pms_cli.stores import migrations
+from pms_cli.stores import migrations, pgtext
 from pms_cli.stores.base import Connection
 from pms_cli.stores.schema import DATA_TABLES, TYPES
 from pms_cli.stores.sql import SqlStore, dumps, record_row
@@ -45,8 +45,12 @@ CONNECT_HINT = (
 PG_TYPES = {logical: pg.split("(")[0] for logical, (_, pg) in TYPES.items()}
 
 
+def _dumps_for_pg(value: Any) -> str:
+    return pgtext.clean_json(dumps(value))
+
+
 def _jsonb(value: Any) -> Jsonb:
-    return Jsonb(value, dumps=dumps)
+    return Jsonb(value, dumps=_dumps_for_pg)
 
 
 class PostgresStore(SqlStore):
@@ -94,6 +98,7 @@ class PostgresStore(SqlStore):
                 hint=CONNECT_HINT,
                 code="store_unreachable",
             ) from None
+        pgtext.install(conn)  # U+0000 in any str this connection sends: see pgtext
         return conn
 
     @staticmethod
@@ -152,6 +157,16 @@ class PostgresStore(SqlStore):
                 hint="Nothing was half-written (the transaction rolled back); rerun when the "
                 "database is reachable. " + CONNECT_HINT,
                 code="store_unreachable",
+            ) from None
+        except psycopg.Error as exc:
+            # Anything else the server refused (a value that does not fit its column, a
+            # constraint): the transaction rolled back; the caller fails this batch's resource.
+            raise StoreError(
+                f"PostgreSQL at {self.description} refused a statement: {self._msg(exc)}",
+                hint="Nothing of this batch was written and the cursor was kept. Compare the "
+                "schema with `pms db sql` (run `pms db migrate` if it is older than this pms); "
+                "if it persists, report it with `pms logs --failed --json`.",
+                code="store_bad_value",
             ) from None
 
     @contextmanager
