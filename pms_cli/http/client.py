@@ -76,6 +76,29 @@ def jittered_backoff(exponent: int, base: float, cap: float, rng: random.Random)
     return float(ceiling / 2 + rng.uniform(0, ceiling / 2))
 
 
+def api_path(prefix: str, *segments: object) -> str:
+    """``prefix/seg1/seg2…`` where each segment comes from data (an id from a webhook, a list,
+    a booking) and is percent-quoted as one path segment: ``../me`` or ``1?x=y`` can never
+    leave its place in the path. ``prefix`` is a path the adapter declares, kept as written.
+
+    Every path built from data goes through here (adapters' ``fetch_one`` and detail calls);
+    an empty, ``.`` or ``..`` segment is refused, as quoting cannot neutralise it.
+    """
+    from urllib.parse import quote
+
+    parts = [prefix.rstrip("/")]
+    for segment in segments:
+        text = str(segment)
+        if text in ("", ".", ".."):
+            raise ProviderError(
+                f"refusing to request {prefix}/{text!r}: not a record id",
+                hint="The id came from provider or webhook data; report it if it persists.",
+                code="invalid_id",
+            )
+        parts.append(quote(text, safe=""))
+    return "/".join(parts)
+
+
 def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
     """``Retry-After`` as seconds (delta or HTTP date); None when absent or unparseable."""
     value = headers.get("retry-after")

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pms_cli.errors import AuthError, ProviderError
 from pms_cli.http.auth import TokenAuth, TokenFetcher
-from pms_cli.http.client import Auth, HttpClient, parse_retry_after
+from pms_cli.http.client import Auth, HttpClient, api_path, parse_retry_after
 from pms_cli.http.paginate import Extractor, OffsetPaginator, Paginator, Raw, records_at
 from pms_cli.http.ratelimit import Window
 from pms_cli.http.tokens import CachedToken
@@ -273,6 +273,7 @@ def _token_fetcher(client_id: str, secret: str) -> TokenFetcher:
 class Guesty(Provider):
     name = "guesty"
     title = "Guesty"
+    id_pattern = r"[0-9a-fA-F]{24}"  # ids in API paths (checked for webhook ids)
     default_base_url = "https://open-api.guesty.com/v1"
     auth_kind = "OAuth2 client credentials (5 tokens / 24 h: token cached and shared)"
     credential_fields = (
@@ -361,7 +362,7 @@ class Guesty(Provider):
         params: dict[str, Any] = {}
         if resource.kind == "booking":
             params["fields"] = RESERVATION_FIELDS
-        body = await get_or_none(self.http, f"{resource.path}/{external_id}", params)
+        body = await get_or_none(self.http, api_path(resource.path, external_id), params)
         return body if isinstance(body, dict) and body else None
 
 

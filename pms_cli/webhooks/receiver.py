@@ -34,13 +34,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from pms_cli.errors import PmsError
+from pms_cli.providers import get_provider
 from pms_cli.redact import redact_text, register_secret
 from pms_cli.stores.base import Connection, Store, WebhookEventRow
 from pms_cli.sync.session import Runtime
 from pms_cli.webhooks import secrets as webhook_secrets
 from pms_cli.webhooks import specs
 from pms_cli.webhooks.applier import Applier, ApplierOptions
-from pms_cli.webhooks.base import Delivery, Parsed, Rejected, WebhookSpec
+from pms_cli.webhooks.base import Delivery, Parsed, Rejected, WebhookSpec, check_ids
 
 log = logging.getLogger("pms.webhooks")
 
@@ -153,6 +154,7 @@ class Receiver:
         try:
             body = spec.json_body(delivery)
             parsed: Parsed = spec.parse(body, delivery)
+            check_ids(get_provider(spec.provider), parsed)
             key = spec.dedupe_key(body, delivery)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             self.metrics["rejected.malformed"] += 1
