@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 import uuid
@@ -35,7 +36,7 @@ from starlette.routing import Route
 
 from pms_cli.errors import PmsError
 from pms_cli.providers import get_provider
-from pms_cli.redact import redact_text, register_secret
+from pms_cli.redact import redact_card_data, redact_text, register_secret
 from pms_cli.stores.base import Connection, Store, WebhookEventRow
 from pms_cli.sync.session import Runtime
 from pms_cli.webhooks import secrets as webhook_secrets
@@ -46,7 +47,7 @@ from pms_cli.webhooks.base import Delivery, Parsed, Rejected, WebhookSpec, check
 log = logging.getLogger("pms.webhooks")
 
 MAX_BODY_BYTES = 1_048_576
-INVALID_EXCERPT = 2_000
+INVALID_EXCERPT = 500
 
 
 @dataclass
@@ -209,15 +210,21 @@ class Receiver:
     async def _store_invalid(
         self, spec: WebhookSpec, conn: Connection, delivery: Delivery, now: datetime, why: str
     ) -> None:
-        # Authenticated but unusable: kept (bounded, redacted) so someone can look at it.
-        text = redact_text(delivery.body[:INVALID_EXCERPT].decode("utf-8", "replace"))
+        # Authenticated but unusable: kept so someone can look at it, but never verbatim (it
+        # may be a form full of card data): size, type, hash and a bounded, redacted excerpt.
+        text = delivery.body[:INVALID_EXCERPT].decode("utf-8", "replace")
         row = WebhookEventRow(
             id=str(uuid.uuid4()),
             provider=spec.provider,
             connection_id=conn.id,
             organization_id=conn.organization_id,
             dedupe_key=f"invalid:{uuid.uuid4()}",
-            payload={"excerpt": text},
+            payload={
+                "size": len(delivery.body),
+                "content_type": delivery.headers.get("content-type", ""),
+                "sha256": hashlib.sha256(delivery.body).hexdigest(),
+                "excerpt": redact_card_data(redact_text(text)),
+            },
             received_at=now,
             status="invalid",
             error=f"unparseable delivery ({why})",

@@ -121,3 +121,52 @@ def test_a_quoted_segment_reaches_the_server_as_one_segment(clock: SharedClock) 
 
     asyncio.run(go())
     assert seen == [b"/api/reservations/..%2Fme"]
+
+
+# --- card data in an unparseable body ----------------------------------------------------
+
+CARD_FORM = (
+    b"bookid=&status=new&cardnumber=4111+1111+1111+1111&cardholder=Ana+Silva"
+    b"&ccexpiry=12%2F29&cvv=737&note=paid+with+5555-5555-5555-4444"
+)
+
+
+def test_a_beds24_card_form_with_an_empty_bookid_is_kept_without_card_data(
+    rig_factory: Any, pms: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    rig = rig_factory("beds24")
+    token = rig.secrets()["webhook_token"].get_secret_value()
+    url = f"{rig.url}?token={token}&bookid=&status=new"
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    assert rig.post(CARD_FORM, headers, url=url).status_code == 400
+    (row,) = rig.store.inbox_list()
+    assert row.status == "invalid"
+    assert row.payload["size"] == len(CARD_FORM)
+    assert row.payload["content_type"] == "application/x-www-form-urlencoded"
+    assert len(row.payload["sha256"]) == 64
+    # What `pms logs --webhooks --json` prints from this store: no PAN, CVV or card field.
+    monkeypatch.setenv("PMS_SQLITE_PATH", str(rig.store.path))
+    result = pms("logs", "--webhooks", "--json")
+    assert result.code == 0, result.stderr
+    for secret in ("4111", "5555", "737", "Ana+Silva", "12%2F29"):
+        assert secret not in result.stdout
+        assert secret not in json.dumps(row.payload)
+    assert "bookid=&status=new" in row.payload["excerpt"]
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        ('{"card": {"number": "4111 1111 1111 1111", "cvc": 123}}', '"cvc": "***"'),
+        ('{"ccNumber":"5555555555554444","id":17800000000001}', '"id":17800000000001'),
+        ("order 1780000000000 at 2026-01-01", "1780000000000"),  # not Luhn-valid: kept
+    ],
+)
+def test_card_redaction_masks_pans_and_card_fields_and_keeps_other_numbers(
+    text: str, kept: str
+) -> None:
+    from pms_cli.redact import redact_card_data
+
+    masked = redact_card_data(text)
+    assert kept in masked
+    assert "4111" not in masked and "5555" not in masked
