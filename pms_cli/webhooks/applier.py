@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pms_cli.errors import AuthError, PmsError, RateLimitedError
+from pms_cli.errors import AuthError, PmsError, ProviderError, RateLimitedError
 from pms_cli.http.client import jittered_backoff
 from pms_cli.http.paginate import Raw
 from pms_cli.providers import get_provider
@@ -48,6 +48,10 @@ class ApplierOptions:
     backoff_cap_seconds: float = 3600.0
     rate_limited_delay_seconds: float = 60.0
     idle_poll_seconds: float = 1.0
+    client_error_attempts: int = 5
+    """Refetches answered with the same kind of 4xx (not 404, 408 or 429) before the event is
+    ``failed`` with the provider's answer: a request the provider keeps refusing will not
+    succeed by being repeated for ever."""
 
 
 @dataclass
@@ -69,6 +73,17 @@ def target_of(row: WebhookEventRow) -> Target | None:
     if not isinstance(resource, str) or not isinstance(external_id, str):
         return None
     return (row.connection_id, resource, external_id)
+
+
+def refused(exc: PmsError) -> bool:
+    """The provider refused the request itself (a 4xx other than 404/408/429): repeating it
+    unchanged cannot help, beyond a few tries for a record being created upstream."""
+    return (
+        isinstance(exc, ProviderError)
+        and exc.status is not None
+        and 400 <= exc.status < 500
+        and exc.status not in (404, 408, 429)
+    )
 
 
 def answered_ids(adapter: Provider, resource: Resource, raw: Raw) -> set[str]:
@@ -222,6 +237,11 @@ class Applier:
         except PmsError as exc:
             if isinstance(exc, AuthError):
                 await self._drop_adapter(conn_id)  # credentials may be fixed meanwhile
+            elif refused(exc) and attempts + 1 >= self.options.client_error_attempts:
+                said = f" ({redact_text(exc.body_excerpt)})" if exc.body_excerpt else ""
+                error = f"{exc.code}: {redact_text(exc.message)}{said}"[:500]
+                await self._mark(rows, "failed", error=f"{error}; gave up after {attempts + 1}")
+                return
             await self._retry(rows, self.backoff(attempts), exc)
             return
         except Exception as exc:  # a bug must not kill the worker or lose the event

@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from typing import Any
 
 import httpx
 import pytest
 
 from pms_cli.config import HttpSettings
-from pms_cli.errors import ProviderError
+from pms_cli.errors import ProviderError, StoreError
 from pms_cli.http.client import HttpClient, NoAuth, api_path
 from pms_cli.http.ratelimit import RateLimiter
 from pms_cli.stores.base import WebhookEventRow
+from pms_cli.webhooks.receiver import create_app
 from tests.conftest import SharedClock
-from tests.webhooks.conftest import Rig
+from tests.webhooks.conftest import RECEIVER, Rig
+from tests.webhooks.test_verification import one_delivery
 
 
 def replace_id(payload: Any, old: str, new: str) -> Any:
@@ -170,3 +173,124 @@ def test_card_redaction_masks_pans_and_card_fields_and_keeps_other_numbers(
     masked = redact_card_data(text)
     assert kept in masked
     assert "4111" not in masked and "5555" not in masked
+
+
+# --- the store is down while receiving ----------------------------------------------------
+
+
+class DownStore:
+    """A store whose every call fails while ``down`` (``error`` says how)."""
+
+    def __init__(self, store: Any, error: Exception) -> None:
+        self._store, self.error, self.down = store, error, True
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self._store, name)
+        if not callable(target):
+            return target
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if self.down:
+                raise self.error
+            return target(*args, **kwargs)
+
+        return call
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        StoreError("lost the connection to PostgreSQL", hint="rerun", code="store_unreachable"),
+        sqlite3.DatabaseError("file is not a database"),
+    ],
+    ids=["store_error", "driver_error"],
+)
+def test_a_store_that_is_down_answers_503_with_retry_after_and_healthz_says_so(
+    rig_factory: Any, error: Exception
+) -> None:
+    rig = rig_factory("smoobu")
+    down = DownStore(rig.store, error)
+    app = create_app(down, rig.runtime, rig.options)  # type: ignore[arg-type]
+    hook = one_delivery(rig)
+
+    async def go() -> tuple[httpx.Response, httpx.Response]:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
+            base_url=RECEIVER,
+        ) as client:
+            delivery = await client.post(hook.url, content=hook.body, headers=hook.headers)
+            return delivery, await client.get("/healthz")
+
+    delivery, health = asyncio.run(go())
+    assert delivery.status_code == 503
+    assert delivery.headers["Retry-After"] == "30"
+    assert health.status_code == 503
+    assert health.json()["store"] == "unavailable"
+    down.down = False
+    delivery, health = asyncio.run(go())
+    assert (delivery.status_code, health.status_code) == (200, 200)
+    assert rig.store.inbox_counts() == {"pending": 1}
+
+
+# --- hostile deliveries: 401 and 400, never 500 -------------------------------------------
+
+
+def test_a_non_ascii_byte_in_basic_auth_is_401(rig_factory: Any) -> None:
+    rig = rig_factory("hostaway")
+    hook = one_delivery(rig)
+    headers = {**hook.headers, "Authorization": "Basic d\xe9adbeef"}
+    headers = {k: v.encode("latin-1") for k, v in headers.items()}
+    response = rig.post(hook.body, headers, url=hook.url)  # type: ignore[arg-type]
+    assert response.status_code == 401
+    assert response.json() == {"error": "unauthorized"}
+    assert rig.receiver.metrics["rejected.bad_credentials"] == 1
+
+
+@pytest.mark.parametrize("depth", [100, 100_000])
+def test_deeply_nested_json_from_an_authenticated_sender_is_400(
+    rig_factory: Any, depth: int
+) -> None:
+    rig = rig_factory("smoobu")
+    hook = one_delivery(rig)
+    # A valid delivery with one extra, deeply nested field.
+    extra = b'"extra": ' + b'{"a": ' * depth + b"1" + b"}" * depth + b", "
+    body = b"{" + extra + hook.body.lstrip()[1:]
+    response = rig.post(body, hook.headers, url=hook.url)
+    assert response.status_code == 400
+    assert response.json() == {"error": "bad request"}
+    assert rig.store.inbox_counts() == {"invalid": 1}
+
+
+def test_deliveries_are_refused_as_soon_as_the_connection_is_disconnected(
+    rig_factory: Any,
+) -> None:
+    rig = rig_factory("smoobu", secret_ttl=3600.0)  # secrets cached for an hour
+    hook = one_delivery(rig)
+    assert rig.post(hook.body, hook.headers, url=hook.url).status_code == 200
+    rig.store.update_connection(rig.conn.id, status="disconnected")  # `pms disconnect`
+    second = one_delivery(rig)
+    response = rig.post(second.body, second.headers, url=second.url)
+    assert response.status_code == 401
+    assert rig.receiver.metrics["rejected.unknown_connection"] == 1
+
+
+def test_a_refetch_that_keeps_getting_a_4xx_gives_up_and_keeps_the_providers_answer(
+    rig_factory: Any, clock: SharedClock
+) -> None:
+    rig = rig_factory("lodgify")
+    rig.create(1)
+    assert rig.deliver() == [200]
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(422, json={"message": "Booking cannot be read by this key"})
+
+    rig.runtime.transport = httpx.MockTransport(refuse)
+    attempts = 5  # ApplierOptions.client_error_attempts
+    for _ in range(attempts + 3):
+        rig.apply()
+        clock.advance(7200)  # past any backoff
+    (row,) = rig.store.inbox_list()
+    assert row.status == "failed"
+    assert row.attempts == attempts
+    assert "HTTP 422" in (row.error or "")
+    assert "cannot be read by this key" in (row.error or "")
