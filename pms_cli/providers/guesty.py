@@ -336,6 +336,8 @@ class Guesty(Provider):
             extract=records_at("results", "total"),
             mapper=to_guest,
             params={"columns": GUEST_COLUMNS},
+            required=("_id",),
+            expected=("firstName", "lastName"),
         ),
     )
 

@@ -404,6 +404,9 @@ class Smoobu(Provider):
             paginator=PAGED,
             extract=paged(GUESTS_KEY),
             mapper=to_guest,
+            required=("id",),
+            expected=("firstName", "lastName"),
+            aliases={"firstName": ("firstname",), "lastName": ("lastname",)},  # see to_guest
         ),
     )
 
