@@ -36,6 +36,8 @@ def collapsed_table(results: list[SyncResult], title: str) -> Table:
     """Many connections: totals per status, then only the connections that need attention."""
     from rich.table import Table
 
+    from pms_cli.cli.output import safe
+
     table = Table(title=f"{title} ({len(results)} connections)")
     for col in ("status", "connections", "records", "requests", "429s", "waits"):
         table.add_column(col, justify="left" if col == "status" else "right")
@@ -61,7 +63,7 @@ def collapsed_table(results: list[SyncResult], title: str) -> Table:
                 "",
                 "",
                 "",
-                str(message)[:60],
+                safe(str(message)[:60]),
             )
     return table
 

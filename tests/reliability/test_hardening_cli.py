@@ -6,6 +6,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from pms_cli.cli import output
 from pms_cli.errors import EXIT_LOCKED
 from pms_cli.stores.sqlite import SqliteStore
 from tests.cli.test_cli import connect
@@ -39,3 +42,45 @@ def test_sync_all_whose_only_failures_are_locked_connections_exits_5_with_its_su
     assert summary["status"] == "locked"
     statuses = {c["connection_id"]: c["status"] for c in summary["connections"]}
     assert statuses == {busy: "locked", free: "succeeded"}
+
+
+HOSTILE = "\x1b]0;pwned\x07\x1b[2J[bold red]Villa[/] \x9b31m"
+
+
+def _plant_hostile_names(tmp_path: Path, connection_id: str) -> None:
+    store = _store(tmp_path)
+    store.update_connection(connection_id, display_name=HOSTILE, last_error=HOSTILE)
+    with store._tx() as cur:
+        cur.execute("UPDATE pms_property_mappings SET name = ?", [HOSTILE])
+        cur.execute(
+            "INSERT INTO pms_sync_log (id, connection_id, organization_id, trigger, status, "
+            "started_at, full_sync, requests, retries, rate_limit_waits, error_code, "
+            "error_message, error_hint) VALUES ('r-hostile', ?, 'org', 'cli', 'failed', "
+            "'2030-01-01T00:00:00+00:00', 0, 0, 0, 0, 'x', ?, ?)",
+            [connection_id, HOSTILE, HOSTILE],
+        )
+    store.close()
+
+
+def test_names_from_providers_and_users_are_shown_escaped_everywhere(
+    pms: Any,
+    live_sandbox: LiveSandbox,
+    memory_keyring: MemoryKeyring,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Wide consoles, so no table cell folds the name across lines.
+    monkeypatch.setenv("COLUMNS", "400")
+    monkeypatch.setattr(output, "_consoles", {})
+    for name in ("out", "err"):
+        monkeypatch.delitem(vars(output), name, raising=False)
+    conn = connect(pms, live_sandbox)
+    assert pms("sync", "--connection", conn).code == 0
+    _plant_hostile_names(tmp_path, conn)
+    for args in (("status",), ("map", "--list"), ("logs",)):
+        result = pms(*args)
+        assert result.code == 0, result.stderr
+        shown = result.stdout + result.stderr
+        assert "\x1b" not in shown and "\x07" not in shown and "\x9b" not in shown, args
+        assert "\\x1b" in shown, args  # shown, not interpreted
+        assert "[bold red]Villa[/]" in shown, args  # markup shown as text
