@@ -54,6 +54,21 @@ def _root(
         raise typer.Exit()
 
 
+def check_argv(args: list[str]) -> None:
+    """A usage error (exit 2) for an argument that is not UTF-8: it would otherwise fail deep
+    inside a lookup or a request, reported as a bug."""
+    from pms_cli.errors import ConfigError
+
+    for position, arg in enumerate(args, 1):
+        if not arg.isascii() and any("\udc80" <= ch <= "\udcff" for ch in arg):
+            raise ConfigError(
+                f"argument {position} is not valid UTF-8: {os.fsencode(arg)!r}",
+                hint="Pass connection ids, names and dates as UTF-8 text (check the terminal's "
+                "or the script's encoding).",
+                code="usage",
+            )
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become `Error:` + `Hint:` on stderr and a documented exit code.
 
@@ -64,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         try:
+            check_argv(sys.argv[1:] if argv is None else argv)
             app(args=argv, prog_name="pms")
         finally:
             common = sys.modules.get("pms_cli.cli.common")  # only loaded if a store was opened

@@ -142,7 +142,9 @@ def register(app: typer.Typer) -> None:
         failed: bool = typer.Option(
             False, "--failed", help="Only failed, partial or interrupted runs."
         ),
-        limit: int = typer.Option(20, "--limit", "-n", min=1, help="How many runs (newest first)."),
+        limit: int = typer.Option(
+            20, "--limit", "-n", min=1, max=1_000_000, help="How many runs (newest first)."
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
         webhooks: bool = typer.Option(
             False,

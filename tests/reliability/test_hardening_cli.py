@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import pytest
 
 from pms_cli.cli import output
-from pms_cli.errors import EXIT_LOCKED
+from pms_cli.errors import EXIT_CONFIG, EXIT_LOCKED
 from pms_cli.stores.sqlite import SqliteStore
 from tests.cli.test_cli import connect
 from tests.conftest import LiveSandbox, MemoryKeyring
@@ -84,3 +85,77 @@ def test_names_from_providers_and_users_are_shown_escaped_everywhere(
         assert "\x1b" not in shown and "\x07" not in shown and "\x9b" not in shown, args
         assert "\\x1b" in shown, args  # shown, not interpreted
         assert "[bold red]Villa[/]" in shown, args  # markup shown as text
+
+
+# --- bad input is a usage or config error (exit 2) with a hint, never "a bug" --------------
+
+
+def assert_usage_error(result: Any, *words: str) -> None:
+    assert result.code == EXIT_CONFIG, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    assert "bug" not in result.stderr
+    for word in words:
+        assert word in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("logs", "--limit", "99999999999999999999999"),
+        ("logs", "--webhooks", "--limit", "99999999999999999999999"),
+        ("sandbox", "serve", "--port", "-1"),
+        ("sandbox", "serve", "--port", "70000"),
+    ],
+)
+def test_out_of_range_numbers_are_usage_errors(pms: Any, args: tuple[str, ...]) -> None:
+    assert_usage_error(pms(*args), "Invalid value")
+
+
+def test_a_non_utf8_argument_is_a_usage_error(pms: Any) -> None:
+    arg = os.fsdecode(b"caf\xe9")  # as Python receives a Latin-1 argv byte
+    result = pms("sync", "--connection", arg)
+    assert_usage_error(result, "Error:", "Hint:", "not valid UTF-8")
+
+
+def test_a_non_utf8_pms_environment_variable_is_a_config_error(
+    pms: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PMS_ORGANIZATION_ID", os.fsdecode(b"org-\xff"))
+    assert_usage_error(pms("status"), "PMS_ORGANIZATION_ID", "Hint:")
+
+
+def test_a_non_utf8_config_file_is_a_config_error_naming_it(pms: Any, tmp_path: Path) -> None:
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.toml").write_bytes(b'organization_id = "caf\xe9"\n')
+    assert_usage_error(pms("status"), "config.toml", "UTF-8", "Hint:")
+
+
+@pytest.mark.parametrize("value", ["sk-abc\ndef", "sk-abc\tdef", "sk-\x00abc"])
+def test_a_credential_with_a_control_character_is_rejected_at_connect_without_a_request(
+    pms: Any, live_sandbox: LiveSandbox, memory_keyring: MemoryKeyring, value: str
+) -> None:
+    args = live_sandbox.connect_args("hostaway")
+    secret = args.index("--client-secret") + 1
+    args[secret] = value
+    result = pms(*args)
+    assert_usage_error(result, "client_secret", "Hint:")
+    assert value not in result.stderr
+    assert pms("status", "--json").json()["connections"] == []
+
+
+def test_an_api_key_with_a_line_break_in_the_environment_fails_the_sync_as_config(
+    pms: Any,
+    live_sandbox: LiveSandbox,
+    memory_keyring: MemoryKeyring,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    conn = connect(pms, live_sandbox)
+    monkeypatch.setenv("HOSTAWAY_CLIENT_SECRET", "abc\ndef")
+    monkeypatch.setenv(
+        "HOSTAWAY_ACCOUNT_ID", live_sandbox.mounted["hostaway"].credentials["account_id"]
+    )
+    result = pms("sync", "--connection", conn, "--json")
+    assert result.code == EXIT_CONFIG, result.stderr
+    error = result.json()["connections"][0]["error"]
+    assert "line break" in error["message"] and "HOSTAWAY_CLIENT_SECRET" in error["message"]
+    assert result.json()["connections"][0]["requests"] == 0
