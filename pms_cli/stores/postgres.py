@@ -101,6 +101,11 @@ class PostgresStore(SqlStore):
         pgtext.install(conn)  # U+0000 in any str this connection sends: see pgtext
         return conn
 
+    def _role(self) -> str:
+        with suppress(Exception):
+            return str(self._db.info.user)
+        return "<role>"
+
     @staticmethod
     def _msg(exc: BaseException) -> str:
         return redact_text(" ".join(str(exc).split()))
@@ -120,6 +125,49 @@ class PostgresStore(SqlStore):
         migrations.require_current(
             self.schema_version(), "PostgreSQL database", self.description, MIGRATE_HINT
         )
+
+    def check_access(self) -> None:
+        """StoreError when this role cannot see the pms rows: no SELECT privilege, or row-level
+        security applies to it (not the owner, not BYPASSRLS) with no organization set, so every
+        query answers "nothing" — which `pms status` would show as "No connections yet".
+
+        PostgreSQL does not say how many rows RLS hid; what it does say is whether RLS applies
+        to this role and what ``pms_current_org()`` (the readers' policy) evaluates to.
+        """
+        with self._lock, self._errors(), self._db.cursor() as cur:
+            cur.execute(
+                "SELECT current_user, has_table_privilege('pms_connections', 'SELECT'), "
+                "c.relrowsecurity AND NOT r.rolbypassrls AND NOT r.rolsuper "
+                "AND (c.relforcerowsecurity OR NOT pg_has_role(c.relowner, 'USAGE')), "
+                "pg_get_userbyid(c.relowner) "
+                "FROM pg_class c JOIN pg_roles r ON r.rolname = current_user "
+                "WHERE c.oid = 'pms_connections'::regclass"
+            )
+            row = cur.fetchone()
+            if row is None:
+                return
+            role, can_select, limited, owner = row
+            org = None
+            if can_select and limited:
+                cur.execute("SELECT pms_current_org()")
+                org = (cur.fetchone() or (None,))[0]
+        if not can_select:
+            raise StoreError(
+                f"the PostgreSQL role {role!r} may not read the pms tables at {self.description}",
+                hint=f"Connect as the owner of the pms tables ({owner}) or Supabase's service "
+                f"role, or grant reading: GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role};",
+                code="store_permission",
+            )
+        if limited and not org:
+            raise StoreError(
+                f"the PostgreSQL role {role!r} is limited by row-level security at "
+                f"{self.description} and no organization is set for it, so it sees no rows "
+                "(connections, bookings, logs may well exist)",
+                hint=f"pms needs the owner of the pms tables ({owner}) or a BYPASSRLS role such "
+                "as Supabase's service_role in PMS_DATABASE_URL. For a read-only view of one "
+                f"organization: ALTER ROLE {role} SET pms.organization_id = '<org>';",
+                code="store_permission",
+            )
 
     def migrate(self) -> list[int]:
         """Apply the missing migration steps; returns the versions applied (empty: up to date)."""
@@ -145,8 +193,9 @@ class PostgresStore(SqlStore):
         except pgerrors.InsufficientPrivilege as exc:
             raise StoreError(
                 f"PostgreSQL refused the operation at {self.description}: {self._msg(exc)}",
-                hint="Connect as the owner of the pms tables or as Supabase's service role; "
-                "reader roles are limited by row-level security."
+                hint="Connect as the owner of the pms tables or as Supabase's service role "
+                "(pms writes; reader roles are limited by row-level security); to let this role "
+                f"read: GRANT SELECT ON ALL TABLES IN SCHEMA public TO {self._role()};"
                 if not migrating
                 else "`pms db migrate` needs a role that may create tables in the schema.",
                 code="store_permission",
