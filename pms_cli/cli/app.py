@@ -61,8 +61,11 @@ def check_argv(args: list[str]) -> None:
 
     for position, arg in enumerate(args, 1):
         if not arg.isascii() and any("\udc80" <= ch <= "\udcff" for ch in arg):
+            # Never the value itself: it may be a secret (--client-secret …).
+            after = args[position - 2] if position > 1 else ""
+            where = f" (the value after {after})" if after.startswith("-") else ""
             raise ConfigError(
-                f"argument {position} is not valid UTF-8: {os.fsencode(arg)!r}",
+                f"argument {position}{where} is not valid UTF-8",
                 hint="Pass connection ids, names and dates as UTF-8 text (check the terminal's "
                 "or the script's encoding).",
                 code="usage",
@@ -96,9 +99,11 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # a bug: say so plainly, traceback only on request
         if os.environ.get("PMS_DEBUG"):
             raise
+        from pms_cli.cli.output import safe
         from pms_cli.redact import redact_text
 
-        sys.stderr.write(f"Error: unexpected {type(exc).__name__}: {redact_text(str(exc))}\n")
+        message = safe(redact_text(str(exc)))  # may quote data: no terminal control sequences
+        sys.stderr.write(f"Error: unexpected {type(exc).__name__}: {message}\n")
         sys.stderr.write(
             "Hint: this is a bug in pms; rerun with PMS_DEBUG=1 for a traceback and report it.\n"
         )

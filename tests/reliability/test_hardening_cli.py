@@ -111,10 +111,11 @@ def test_out_of_range_numbers_are_usage_errors(pms: Any, args: tuple[str, ...]) 
     assert_usage_error(pms(*args), "Invalid value")
 
 
-def test_a_non_utf8_argument_is_a_usage_error(pms: Any) -> None:
-    arg = os.fsdecode(b"caf\xe9")  # as Python receives a Latin-1 argv byte
+def test_a_non_utf8_argument_is_a_usage_error_that_does_not_echo_it(pms: Any) -> None:
+    arg = os.fsdecode(b"s3cret-caf\xe9")  # as Python receives a Latin-1 argv byte
     result = pms("sync", "--connection", arg)
-    assert_usage_error(result, "Error:", "Hint:", "not valid UTF-8")
+    assert_usage_error(result, "Error:", "Hint:", "not valid UTF-8", "after --connection")
+    assert "s3cret" not in result.stderr
 
 
 def test_a_non_utf8_pms_environment_variable_is_a_config_error(
