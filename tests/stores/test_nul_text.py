@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,10 +16,12 @@ from typing import Any
 import pytest
 
 from pms_cli.errors import StoreError
+from pms_cli.sandbox.server import SandboxOptions, SandboxServer, build
 from pms_cli.stores.base import Connection, Store, SyncRun, WebhookEventRow
 from pms_cli.stores.pgtext import REPLACEMENT, clean_json, clean_text
+from pms_cli.stores.postgres import PostgresStore
 from pms_cli.sync.engine import SyncEngine, SyncOptions
-from tests.conftest import SharedClock
+from tests.conftest import LiveSandbox, SharedClock
 from tests.helpers import Harness
 from tests.stores.test_store_contract import T0, booking, make_conn, prop
 
@@ -147,3 +150,46 @@ def test_a_failing_batch_fails_its_connection_only_and_leaves_no_run_running(
     assert "failed" in {r.status for r in bad.resources.values()}
     runs = store.list_runs()
     assert sorted(r.status for r in runs) == ["failed", "succeeded"]
+
+
+# --- the probe's scenario: `pms sync --all --json` into the real PostgreSQL -------------------
+
+
+@pytest.fixture
+def hostaway_with_a_nul(memory_keyring: Any) -> Iterator[LiveSandbox]:
+    app, mounted = build(
+        SandboxOptions(listings=3, reservations=40, relaxed=True), providers=["hostaway"]
+    )
+    state = mounted[0].state
+    first = state.reservations[min(state.reservations)]
+    first["guestName"] = f"Ana{NUL}Silva"
+    first["guestFirstName"] = f"Ana{NUL}"
+    server = SandboxServer(app)
+    server.start()
+    yield LiveSandbox(server, {m.provider: m for m in mounted})
+    server.stop()
+
+
+def test_sync_all_into_postgres_with_a_nul_in_one_booking_syncs_every_connection(
+    pms: Any, fresh_db: str, hostaway_with_a_nul: LiveSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PMS_DATABASE_URL", fresh_db)
+    assert pms("db", "migrate").code == 0
+    ids = []
+    for _ in range(2):
+        connected = pms(*hostaway_with_a_nul.connect_args("hostaway"), "--json")
+        assert connected.code == 0, connected.stderr
+        ids.append(connected.json()["connection_id"])
+    result = pms("sync", "--all", "--json")
+    assert result.code == 0, result.stderr
+    summary = result.json()
+    assert [c["status"] for c in summary["connections"]] == ["succeeded", "succeeded"]
+    store = PostgresStore(fresh_db)
+    try:
+        for cid in ids:
+            assert store.counts(cid)["booking"] == 40
+        assert not [r for r in store.list_runs() if r.status == "running"]
+        names = {r["guest_name"] for r in store.fetch_rows("booking", ids[0])}
+        assert f"Ana{REPLACEMENT}Silva" in names
+    finally:
+        store.close()
