@@ -204,7 +204,7 @@ class Receiver:
             parsed: Parsed = spec.parse(body, delivery)
             check_ids(get_provider(spec.provider), parsed)
             key = spec.dedupe_key(body, delivery)
-        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+        except (ValueError, TypeError, LookupError, AttributeError, RecursionError) as exc:
             self.metrics["rejected.malformed"] += 1
             await self._store_invalid(spec, conn, delivery, now, type(exc).__name__)
             return _error(400, "bad request")
