@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,12 @@ class _TomlSource(PydanticBaseSettingsSource):
                 hint="Fix the file (see config.example.toml) or move it away to use defaults.",
                 code="config_syntax",
             ) from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"{self.path} is not UTF-8 text (byte {exc.start} cannot be decoded)",
+                hint="TOML files are UTF-8: save it as UTF-8 (e.g. `iconv -f latin1 -t utf-8`).",
+                code="config_syntax",
+            ) from None
 
 
 class Settings(BaseSettings):
@@ -125,8 +132,37 @@ class Settings(BaseSettings):
         return self.providers.get(name, ProviderSettings())
 
 
+# Paths may hold any bytes on POSIX (Python keeps them as surrogate escapes); values may not.
+_PATH_VARIABLES = frozenset({"PMS_CONFIG_DIR", "PMS_DATA_DIR", "PMS_SQLITE_PATH"})
+
+
+def undecodable(text: str) -> bool:
+    """Whether ``text`` came from bytes that are not UTF-8 (argv and environ keep them as lone
+    surrogates, which fail later, far from their source, when encoded)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def check_environment(environ: Mapping[str, str] | None = None) -> None:
+    """ConfigError naming the first ``PMS_*`` variable whose value is not UTF-8."""
+    environ = os.environ if environ is None else environ
+    for name, value in environ.items():
+        named = name.upper().startswith("PMS_") and name not in _PATH_VARIABLES
+        if named and undecodable(value):
+            raise ConfigError(
+                f"the environment variable {name} is not valid UTF-8",
+                hint=f"Set {name} again as UTF-8 text (check the terminal's or the cron "
+                "file's encoding).",
+                code="config_invalid",
+            )
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Load settings; malformed TOML or unknown keys raise ConfigError with a hint."""
+    check_environment()
     try:
         return Settings(**overrides)
     except ValidationError as exc:

@@ -56,6 +56,7 @@ def connect(
     Nothing is written unless verification passed; secrets are removed again if the row fails.
     """
     provider = get_provider(provider_name)
+    credentials.check_values({**public, **secrets})  # before any request is built from them
     connection_id = str(uuid.uuid4())
     conn_settings: dict[str, Any] = {"public": dict(public)}
     if base_url:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -149,6 +150,43 @@ def delete_secrets(connection_id: str, location: str) -> None:
             keyring.delete_password(KEYRING_SERVICE, connection_id)
 
 
+# Control characters (a pasted line break, a tab, NUL) never belong in a key, token or id, and
+# in an HTTP header they make every request fail before it is sent (looking like an outage).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_value(label: str, value: str, where: str = "") -> None:
+    """ConfigError (exit 2) when a credential holds a control character: the one check for
+    values typed at `pms connect`, passed as flags, or read from env / keyring / file."""
+    from pms_cli.config import undecodable
+
+    if undecodable(value):
+        raise ConfigError(
+            f"{label} is not valid UTF-8" + (f" ({where})" if where else ""),
+            hint="Set it again as plain text; keys and secrets are ASCII.",
+            code="credentials_invalid",
+        )
+    match = _CONTROL.search(value)
+    if match is None:
+        return
+    what = {"\n": "a line break", "\r": "a line break", "\t": "a tab"}.get(
+        match.group(), f"the control character U+{ord(match.group()):04X}"
+    )
+    raise ConfigError(
+        f"{label} contains {what}" + (f" ({where})" if where else ""),
+        hint="Copy the value again without surrounding lines or spaces (in a shell, quote it); "
+        "keys, secrets and account ids never contain control characters.",
+        code="credentials_invalid",
+    )
+
+
+def check_values(values: Mapping[str, str | SecretStr], where: str = "") -> None:
+    """``check_value`` for every field (SecretStr or plain; the message never shows a value)."""
+    for name, value in values.items():
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        check_value(name, text, where)
+
+
 def resolve(
     connection_id: str,
     location: str,
@@ -175,6 +213,7 @@ def resolve(
             source = location
         if value:
             register_secret(value)
+            check_value(name, value, f"from {env_var}" if source == "env" else f"from {source}")
             out[name] = SecretStr(value)
             sources.add(source)
     needed = set(fields) if required is None else required

@@ -100,6 +100,39 @@ def redact_headers(headers: dict[str, str]) -> dict[str, str]:
     return {k: (MASK if k.lower() in SECRET_KEYS else redact_text(v)) for k, v in headers.items()}
 
 
+# Card data (PCI): a PAN is 13-19 digits, maybe grouped by spaces, dashes or a form's + / %20;
+# only Luhn-valid runs are masked, so ids and timestamps mostly survive.
+_PAN = re.compile(r"(?<![\d])\d(?:(?:[ +-]|%20)?\d){12,18}(?![\d])")
+# Fields whose value is card data whatever it looks like: card*, cc*, cvv, cvc, cvv2, cid...
+_CARD_KEY = r"(?:card[\w.\[\]-]*|cc[\w.\[\]-]*|cvv2?|cvc2?|csc|cid|pan|security[_-]?code)"
+_CARD_FORM = re.compile(rf"(?i)(^|[&?;\s])({_CARD_KEY}=)[^&\s]*")
+_CARD_JSON = re.compile(rf'(?i)("{_CARD_KEY}"\s*:\s*)("(?:[^"\\]|\\.)*"|-?[\d.eE+-]+)')
+
+
+def _luhn(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        n = int(ch)
+        if i % 2:
+            n = n * 2 - 9 if n > 4 else n * 2
+        total += n
+    return total % 10 == 0
+
+
+def _mask_pan(match: re.Match[str]) -> str:
+    digits = re.sub(r"\D", "", match.group(0).replace("%20", ""))
+    return MASK if 13 <= len(digits) <= 19 and _luhn(digits) else match.group(0)
+
+
+def redact_card_data(text: str) -> str:
+    """Mask card numbers (Luhn-valid PANs) and the values of card*/cc*/cvv/cvc fields, in form
+    bodies and JSON alike: for bodies kept for inspection, which a provider may fill with card
+    data (Beds24's version-1 webhook form)."""
+    text = _CARD_FORM.sub(rf"\1\2{MASK}", text)
+    text = _CARD_JSON.sub(rf'\1"{MASK}"', text)
+    return _PAN.sub(_mask_pan, text)
+
+
 def excerpt(body: str, limit: int = 300) -> str:
     """A redacted, single-line, bounded excerpt of a response body for error messages."""
     flat = " ".join(body.split())

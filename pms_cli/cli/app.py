@@ -54,6 +54,24 @@ def _root(
         raise typer.Exit()
 
 
+def check_argv(args: list[str]) -> None:
+    """A usage error (exit 2) for an argument that is not UTF-8: it would otherwise fail deep
+    inside a lookup or a request, reported as a bug."""
+    from pms_cli.errors import ConfigError
+
+    for position, arg in enumerate(args, 1):
+        if not arg.isascii() and any("\udc80" <= ch <= "\udcff" for ch in arg):
+            # Never the value itself: it may be a secret (--client-secret …).
+            after = args[position - 2] if position > 1 else ""
+            where = f" (the value after {after})" if after.startswith("-") else ""
+            raise ConfigError(
+                f"argument {position}{where} is not valid UTF-8",
+                hint="Pass connection ids, names and dates as UTF-8 text (check the terminal's "
+                "or the script's encoding).",
+                code="usage",
+            )
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become `Error:` + `Hint:` on stderr and a documented exit code.
 
@@ -64,6 +82,7 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         try:
+            check_argv(sys.argv[1:] if argv is None else argv)
             app(args=argv, prog_name="pms")
         finally:
             common = sys.modules.get("pms_cli.cli.common")  # only loaded if a store was opened
@@ -80,9 +99,11 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # a bug: say so plainly, traceback only on request
         if os.environ.get("PMS_DEBUG"):
             raise
+        from pms_cli.cli.output import safe
         from pms_cli.redact import redact_text
 
-        sys.stderr.write(f"Error: unexpected {type(exc).__name__}: {redact_text(str(exc))}\n")
+        message = safe(redact_text(str(exc)))  # may quote data: no terminal control sequences
+        sys.stderr.write(f"Error: unexpected {type(exc).__name__}: {message}\n")
         sys.stderr.write(
             "Hint: this is a bug in pms; rerun with PMS_DEBUG=1 for a traceback and report it.\n"
         )

@@ -17,6 +17,11 @@ def settings_and_store() -> tuple[Settings, Store]:
     settings = load_settings()
     store = open_store(settings)
     _opened.append(store)
+    # A role that sees nothing (no grant, or row-level security without an organization) must
+    # not read as "no connections yet" / "no connection with ID": say so, with the fix.
+    check_access = getattr(store, "check_access", None)
+    if callable(check_access):
+        check_access()
     return settings, store
 
 

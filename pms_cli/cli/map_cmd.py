@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
 
         from pms_cli.cli.common import find_connection, settings_and_store
-        from pms_cli.cli.output import out, print_json
+        from pms_cli.cli.output import out, print_json, safe
         from pms_cli.errors import ConfigError
 
         _, store = settings_and_store()
@@ -42,10 +42,10 @@ def register(app: typer.Typer) -> None:
                 table.add_column(col)
             for m in rows:
                 table.add_row(
-                    m["connection_id"][:8],
-                    m["external_property_id"],
-                    m["name"] or "",
-                    m["property_id"] or "[yellow]unmapped[/]",
+                    safe(m["connection_id"][:8]),
+                    safe(m["external_property_id"]),
+                    safe(m["name"]),
+                    safe(m["property_id"]) if m["property_id"] else "[yellow]unmapped[/]",
                 )
             out.print(table)
             return
@@ -72,4 +72,4 @@ def register(app: typer.Typer) -> None:
                 }
             )
         else:
-            out.print(f"Mapped {external_property_id} → {property_id}.")
+            out.print(f"Mapped {safe(external_property_id)} → {safe(property_id)}.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from datetime import date, datetime
 from decimal import Decimal
@@ -47,6 +48,25 @@ def _default(value: Any) -> Any:
     raise TypeError(type(value).__name__)
 
 
+# C0 controls (ESC starts terminal escape sequences; CR and BS overwrite what was printed),
+# DEL and C1 controls (0x9b is a one-byte CSI on some terminals).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def safe(value: object) -> str:
+    """Text from a provider, a user or the database, ready for a Rich table cell or line:
+    control characters shown as ``\\xNN`` (a name cannot clear the screen, retitle the
+    terminal or forge a line) and Rich markup escaped (``[red]`` is shown, not applied).
+
+    Every value the CLI renders that it did not write itself goes through here."""
+    from rich.markup import escape
+
+    text = "" if value is None else str(value)
+    if _CONTROL.search(text):
+        text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return escape(text)
+
+
 def print_json(payload: Any) -> None:
     """Exactly one JSON document on stdout, redacted, nothing else."""
     text = json.dumps(payload, default=_default, indent=2, sort_keys=False)
@@ -55,16 +75,12 @@ def print_json(payload: Any) -> None:
 
 
 def print_error(exc: PmsError) -> None:
-    from rich.markup import escape
-
     err = _console("err")
-    err.print(f"[bold red]Error:[/] {escape(redact_text(exc.message))}", highlight=False)
+    err.print(f"[bold red]Error:[/] {safe(redact_text(exc.message))}", highlight=False)
     if exc.body_excerpt:
-        err.print(
-            f"[dim]Provider said: {escape(redact_text(exc.body_excerpt))}[/]", highlight=False
-        )
+        err.print(f"[dim]Provider said: {safe(redact_text(exc.body_excerpt))}[/]", highlight=False)
     if exc.hint:
-        err.print(f"[bold]Hint:[/] {escape(redact_text(exc.hint))}", highlight=False)
+        err.print(f"[bold]Hint:[/] {safe(redact_text(exc.hint))}", highlight=False)
 
 
 def when(value: datetime | None) -> str:

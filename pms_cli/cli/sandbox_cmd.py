@@ -20,7 +20,7 @@ sandbox_app = typer.Typer(
 @sandbox_app.command("serve")
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Bind address (loopback by default)."),
-    port: int = typer.Option(8900, "--port", help="Port (0 = any free port)."),
+    port: int = typer.Option(8900, "--port", min=0, max=65535, help="Port (0 = any free port)."),
     provider: list[str] = typer.Option(
         [], "--provider", "-p", help="Only these providers (repeatable)."
     ),

@@ -81,9 +81,9 @@ def register(app: typer.Typer) -> None:
             return
         from rich.table import Table
 
-        from pms_cli.cli.output import out, when
+        from pms_cli.cli.output import out, safe, when
 
-        out.print(f"Store: {store.description}")
+        out.print(f"Store: {safe(store.description)}")
         if not rows:
             out.print("No connections yet. Try `pms demo`, then `pms connect hostaway`.")
             return
@@ -102,9 +102,10 @@ def register(app: typer.Typer) -> None:
             counts = r["counts"]
             health = "ok"
             if r["last_run"] and r["last_run"]["status"] not in ("succeeded", "running"):
-                health = f"{r['last_run']['status']}: {r['last_run']['error_message'] or ''}"
-                if r["last_run"]["error_hint"]:
-                    health += f"\nHint: {r['last_run']['error_hint']}"
+                last = r["last_run"]
+                health = f"{safe(last['status'])}: {safe(last['error_message'])}"
+                if last["error_hint"]:
+                    health += f"\nHint: {safe(last['error_hint'])}"
             hooks = r["webhooks"]
             stuck = {k: hooks[k] for k in ("retry", "failed", "invalid") if hooks.get(k)}
             if stuck:
@@ -117,10 +118,10 @@ def register(app: typer.Typer) -> None:
                     health = f"Error: {r['credentials_problem']['message']}"
                     health += f"\nHint: {r['credentials_problem']['hint']}"
             table.add_row(
-                f"{r['connection_id']}\n{r['display_name']}",
-                r["provider"],
-                r["status"] + (" (sync running)" if r["locked"] else ""),
-                r["credentials"],
+                f"{safe(r['connection_id'])}\n{safe(r['display_name'])}",
+                safe(r["provider"]),
+                safe(r["status"]) + (" (sync running)" if r["locked"] else ""),
+                safe(r["credentials"]),
                 when(r["last_sync_at"]),
                 f"properties {counts['property']}\nbookings {counts['booking']}\n"
                 f"guests {counts['guest']}"
@@ -141,7 +142,9 @@ def register(app: typer.Typer) -> None:
         failed: bool = typer.Option(
             False, "--failed", help="Only failed, partial or interrupted runs."
         ),
-        limit: int = typer.Option(20, "--limit", "-n", min=1, help="How many runs (newest first)."),
+        limit: int = typer.Option(
+            20, "--limit", "-n", min=1, max=1_000_000, help="How many runs (newest first)."
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
         webhooks: bool = typer.Option(
             False,
@@ -160,7 +163,7 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
 
         from pms_cli.cli.common import find_connection, settings_and_store
-        from pms_cli.cli.output import out, print_json, when
+        from pms_cli.cli.output import out, print_json, safe, when
 
         _, store = settings_and_store()
         conn_id = (
@@ -180,14 +183,14 @@ def register(app: typer.Typer) -> None:
             rows = sum(sum(v.get("written", {}).values()) for v in (r.counts or {}).values())
             error = ""
             if r.error_code:
-                error = f"{r.error_code}: {r.error_message or ''}"
+                error = f"{safe(r.error_code)}: {safe(r.error_message)}"
                 if r.error_hint:
-                    error += f"\nHint: {r.error_hint}"
+                    error += f"\nHint: {safe(r.error_hint)}"
             table.add_row(
                 when(r.started_at),
-                r.connection_id[:8],
-                r.trigger,
-                r.status,
+                safe(r.connection_id[:8]),
+                safe(r.trigger),
+                safe(r.status),
                 str(r.requests or 0),
                 str(rows),
                 error,
@@ -200,7 +203,7 @@ def _webhook_logs(connection: str | None, failed: bool, limit: int, as_json: boo
     from rich.table import Table
 
     from pms_cli.cli.common import find_connection, settings_and_store
-    from pms_cli.cli.output import out, print_json, when
+    from pms_cli.cli.output import out, print_json, safe, when
 
     _, store = settings_and_store()
     conn_id = find_connection(store, connection, allow_disconnected=True).id if connection else None
@@ -224,15 +227,15 @@ def _webhook_logs(connection: str | None, failed: bool, limit: int, as_json: boo
             if change
             else str(payload.get("ignored") or "")
         )
-        error = r.error or ""
+        error = safe(r.error)
         if r.status == "retry" and r.next_attempt_at:
             error += f"\nnext attempt {when(r.next_attempt_at)}"
         table.add_row(
             when(r.received_at),
-            r.connection_id[:8],
-            r.provider,
-            event,
-            r.status,
+            safe(r.connection_id[:8]),
+            safe(r.provider),
+            safe(event),
+            safe(r.status),
             str(r.attempts),
             error,
         )

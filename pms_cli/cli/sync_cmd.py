@@ -36,6 +36,8 @@ def collapsed_table(results: list[SyncResult], title: str) -> Table:
     """Many connections: totals per status, then only the connections that need attention."""
     from rich.table import Table
 
+    from pms_cli.cli.output import safe
+
     table = Table(title=f"{title} ({len(results)} connections)")
     for col in ("status", "connections", "records", "requests", "429s", "waits"):
         table.add_column(col, justify="left" if col == "status" else "right")
@@ -61,7 +63,7 @@ def collapsed_table(results: list[SyncResult], title: str) -> Table:
                 "",
                 "",
                 "",
-                str(message)[:60],
+                safe(str(message)[:60]),
             )
     return table
 
@@ -141,6 +143,10 @@ def exit_code_for(results: list[SyncResult]) -> int:
     codes = {r.status for r in results}
     if "failed" in codes or "locked" in codes:
         failed = [r for r in results if r.status in ("failed", "locked")]
+        if all(r.status == "locked" for r in failed):
+            # Only skipped because another run holds them (cron overlap): not a failure of
+            # this run, and distinguishable from one; every other connection was synced.
+            return errors.EXIT_LOCKED
         if len(results) == 1:
             return int((failed[0].error or {}).get("exit_code", errors.EXIT_FAILED))
         return errors.EXIT_FAILED
@@ -244,7 +250,7 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print_json(
                 {
-                    "status": "ok" if code == 0 else ("partial" if code == 4 else "failed"),
+                    "status": {0: "ok", 4: "partial", 5: "locked"}.get(code, "failed"),
                     "dry_run": dry_run,
                     "connections": [r.to_dict() for r in results],
                 }

@@ -114,7 +114,7 @@ def url(
 
     Example: `pms webhook url smoobu --connection 3f2a --public-base https://hooks.example.com`
     """
-    from pms_cli.cli.output import out
+    from pms_cli.cli.output import out, safe
     from pms_cli.webhooks import secrets as webhook_secrets
 
     spec, _, _, conn = _connection_for(provider, connection)
@@ -134,7 +134,7 @@ def url(
 
         _write_unredacted(json.dumps(payload, indent=2))
         return
-    out.print(f"[bold]{conn.display_name}[/] ({spec.provider}, connection {conn.id})")
+    out.print(f"[bold]{safe(conn.display_name)}[/] ({spec.provider}, connection {conn.id})")
     for name, value in info.fields.items():
         out.print(f"[bold]{name}:[/] ", end="")
         _write_unredacted(value)

@@ -76,6 +76,43 @@ def jittered_backoff(exponent: int, base: float, cap: float, rng: random.Random)
     return float(ceiling / 2 + rng.uniform(0, ceiling / 2))
 
 
+def api_path(prefix: str, *segments: object) -> str:
+    """``prefix/seg1/seg2…`` where each segment comes from data (an id from a webhook, a list,
+    a booking) and is percent-quoted as one path segment: ``../me`` or ``1?x=y`` can never
+    leave its place in the path. ``prefix`` is a path the adapter declares, kept as written.
+
+    Every path built from data goes through here (adapters' ``fetch_one`` and detail calls);
+    an empty, ``.`` or ``..`` segment is refused, as quoting cannot neutralise it.
+    """
+    from urllib.parse import quote
+
+    parts = [prefix.rstrip("/")]
+    for segment in segments:
+        text = str(segment)
+        if text in ("", ".", ".."):
+            raise ProviderError(
+                f"refusing to request {prefix}/{text!r}: not a record id",
+                hint="The id came from provider or webhook data; report it if it persists.",
+                code="invalid_id",
+            )
+        parts.append(quote(text, safe=""))
+    return "/".join(parts)
+
+
+def token_quota_error(provider: str) -> RateLimitedError:
+    """429s that persist on a token endpoint: a token quota, not a busy API (Guesty issues 5
+    tokens per client per 24 h), so waiting minutes or lowering concurrency will not help."""
+    return RateLimitedError(
+        f"{provider}'s token endpoint keeps refusing to issue an access token (HTTP 429): the "
+        "account's token quota is used up (Guesty: 5 tokens per client ID per 24 hours)",
+        hint="pms reuses its cached token across runs; the quota was spent by new tokens "
+        "(other tools or machines using the same client ID, or a lost token cache). Wait for "
+        "the 24-hour window to free a token, or create a separate API client for pms.",
+        provider=provider,
+        status=429,
+    )
+
+
 def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
     """``Retry-After`` as seconds (delta or HTTP date); None when absent or unparseable."""
     value = headers.get("retry-after")
@@ -228,6 +265,8 @@ class HttpClient:
                 self.stats.rate_limited += 1
                 last_problem = "HTTP 429"
                 delay = self.retry_after(response.headers, self.clock.time())
+                if attempt >= self.settings.max_attempts and not authenticate:
+                    raise token_quota_error(self.provider)
                 if attempt >= self.settings.max_attempts:
                     raise RateLimitedError(
                         f"{self.provider} is still rate-limiting after "

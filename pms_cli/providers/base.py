@@ -150,6 +150,9 @@ class Provider:
     resources: ClassVar[tuple[Resource, ...]]
 
     local_timestamps: ClassVar[bool] = False
+    id_pattern: ClassVar[str] = r"[A-Za-z0-9_-]{1,64}"
+    """The provider's record id format (a full-match regex): ids that arrive in webhooks are
+    checked against it before any request is built from them (``webhooks.base.valid_id``)."""
     """Timestamps without offset are wall time of the property's zone (Smoobu): before mapping,
     the engine fills ``property_timezones`` with the zones it has stored."""
     needs_stored_properties: ClassVar[bool] = False

@@ -280,6 +280,7 @@ def _no_credentials() -> ConfigError:
 class Beds24(Provider):
     name = "beds24"
     title = "Beds24"
+    id_pattern = r"\d{1,20}"  # ids in API paths (checked for webhook ids)
     default_base_url = "https://api.beds24.com/v2"
     auth_kind = "invite code → refresh token → 24 h token (cached); or long-life read-only token"
     credential_fields = (

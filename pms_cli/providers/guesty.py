@@ -38,7 +38,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pms_cli.errors import AuthError, ProviderError
 from pms_cli.http.auth import TokenAuth, TokenFetcher
-from pms_cli.http.client import Auth, HttpClient, parse_retry_after
+from pms_cli.http.client import Auth, HttpClient, api_path, parse_retry_after
 from pms_cli.http.paginate import OffsetPaginator, PageBody, Raw, records_at
 from pms_cli.http.ratelimit import Window
 from pms_cli.http.tokens import CachedToken
@@ -396,6 +396,7 @@ def _token_fetcher(client_id: str, secret: str) -> TokenFetcher:
 class Guesty(Provider):
     name = "guesty"
     title = "Guesty"
+    id_pattern = r"[0-9a-fA-F]{24}"  # ids in API paths (checked for webhook ids)
     default_base_url = "https://open-api.guesty.com/v1"
     auth_kind = "OAuth2 client credentials (5 tokens / 24 h: token cached and shared)"
     credential_fields = (
@@ -440,6 +441,8 @@ class Guesty(Provider):
             # v3 rows put listing and dates in `stay[]` (shape unconfirmed): only what every
             # plausible shape carries is required.
             required=("_id", "status"),
+            # v3 filters and sorts on these and joins guests by `guestId`: every row has them.
+            expected=("confirmationCode", "guestId", "createdAt"),
             params={"sort": SEARCH_SORT},
             # Marks the resource incremental; `pages()` turns the cursor into both windows.
             since=created_since,
@@ -455,6 +458,8 @@ class Guesty(Provider):
             extract=records_at("results", "total"),
             mapper=to_guest,
             params={"columns": GUEST_COLUMNS},
+            required=("_id",),
+            expected=("firstName", "lastName"),
         ),
     )
 
@@ -609,7 +614,7 @@ class Guesty(Provider):
             if external_id in found:
                 return found[external_id]
         if resource.kind != "booking":
-            body = await get_or_none(self.http, f"{resource.path}/{external_id}")
+            body = await get_or_none(self.http, api_path(resource.path, external_id))
             return body if isinstance(body, dict) and body else None
         body = await get_or_none(self.http, BY_IDS_PATH, {"reservationIds[]": [external_id]})
         rows = [normalise_reservation(r) for r in _records(body)]

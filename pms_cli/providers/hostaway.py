@@ -8,7 +8,7 @@ from typing import Any
 
 from pms_cli.errors import AuthError, ProviderError
 from pms_cli.http.auth import TokenAuth
-from pms_cli.http.client import Auth, HttpClient
+from pms_cli.http.client import Auth, HttpClient, api_path
 from pms_cli.http.paginate import CursorPaginator, OffsetPaginator, PageBody, Raw
 from pms_cli.http.ratelimit import Window
 from pms_cli.http.tokens import CachedToken
@@ -205,6 +205,7 @@ def _token_fetcher(account_id: str, client_id: str, secret: str) -> Any:
 class Hostaway(Provider):
     name = "hostaway"
     title = "Hostaway"
+    id_pattern = r"\d{1,20}"  # ids in API paths (checked for webhook ids)
     default_base_url = "https://api.hostaway.com/v1"
     auth_kind = "OAuth2 client credentials (token cached, lives 24 months)"
     credential_fields = (
@@ -276,7 +277,7 @@ class Hostaway(Provider):
     async def fetch_one(self, resource: Resource, external_id: str) -> Raw | None:
         """``GET listings/{id}`` / ``GET reservations/{id}``: ``{status, result: {...}}``."""
         path = "listings" if resource.kind == "property" else "reservations"
-        body = await get_or_none(self.http, f"{path}/{external_id}")
+        body = await get_or_none(self.http, api_path(path, external_id))
         if body is None:
             return None
         result = body.get("result") if isinstance(body, dict) else None

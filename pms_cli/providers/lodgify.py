@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from pms_cli.errors import ProviderError
 from pms_cli.http.auth import HeaderAuth
-from pms_cli.http.client import Auth, HttpClient
+from pms_cli.http.client import Auth, HttpClient, api_path
 from pms_cli.http.paginate import PageBody, PageNumberPaginator, Raw
 from pms_cli.http.ratelimit import Window
 from pms_cli.models import (
@@ -240,6 +240,7 @@ def deleted_property_id(item: Raw) -> str | None:
 class Lodgify(Provider):
     name = "lodgify"
     title = "Lodgify"
+    id_pattern = r"\d{1,20}"  # ids in API paths (checked for webhook ids)
     default_base_url = "https://api.lodgify.com"  # paths carry the version (/v2/...)
     auth_kind = "API key (X-ApiKey header)"
     credential_fields = (CredentialField("api_key", "API key", "LODGIFY_API_KEY"),)
@@ -332,7 +333,7 @@ class Lodgify(Provider):
 
     async def fetch_one(self, resource: Resource, external_id: str) -> Raw | None:
         """``GET v2/reservations/bookings/{id}`` / ``GET v2/properties/{id}``."""
-        body = await get_or_none(self.http, f"{resource.path}/{external_id}")
+        body = await get_or_none(self.http, api_path(resource.path, external_id))
         return body if isinstance(body, dict) and body else None
 
 

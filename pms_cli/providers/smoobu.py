@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 from pms_cli.errors import ConfigError, ProviderError
-from pms_cli.http.client import Auth, HttpClient, parse_retry_after
+from pms_cli.http.client import Auth, HttpClient, api_path, parse_retry_after
 from pms_cli.http.paginate import Extractor, PageBody, PageNumberPaginator, Raw
 from pms_cli.http.ratelimit import Window
 from pms_cli.models import (
@@ -346,6 +346,7 @@ def to_guest(raw: Raw) -> Sequence[AnyRecord]:
 class Smoobu(Provider):
     name = "smoobu"
     title = "Smoobu"
+    id_pattern = r"\d{1,20}"  # ids in API paths (checked for webhook ids)
     default_base_url = "https://login.smoobu.com/api"
     auth_kind = "API key + secret; every request HMAC-SHA256 signed (mandatory since 2026-09-25)"
     credential_fields = (
@@ -403,6 +404,9 @@ class Smoobu(Provider):
             paginator=PAGED,
             extract=paged(GUESTS_KEY),
             mapper=to_guest,
+            required=("id",),
+            expected=("firstName", "lastName"),
+            aliases={"firstName": ("firstname",), "lastName": ("lastname",)},  # see to_guest
         ),
     )
 
@@ -479,7 +483,7 @@ class Smoobu(Provider):
         detail = self._unstored_details.pop(str(item["id"]), None)
         if detail is None:
             try:
-                detail = await self.http.get_json(f"apartments/{item['id']}")
+                detail = await self.http.get_json(api_path("apartments", item["id"]))
             except ProviderError as exc:
                 if exc.code != "not_found":
                     raise
@@ -518,7 +522,7 @@ class Smoobu(Provider):
             if item is None:
                 return None
             return await self._apartment(item)
-        body = await get_or_none(self.http, f"{path[resource.kind]}/{external_id}")
+        body = await get_or_none(self.http, api_path(path[resource.kind], external_id))
         if not isinstance(body, dict) or not body:
             return None
         return body

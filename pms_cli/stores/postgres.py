@@ -26,7 +26,7 @@ from psycopg.types.json import Jsonb
 from pms_cli.errors import StoreError
 from pms_cli.models import AnyRecord, Kind
 from pms_cli.redact import redact_text, redact_url, register_secret
-from pms_cli.stores import migrations
+from pms_cli.stores import migrations, pgtext
 from pms_cli.stores.base import Connection
 from pms_cli.stores.schema import DATA_TABLES, TYPES
 from pms_cli.stores.sql import SqlStore, dumps, record_row
@@ -45,8 +45,12 @@ CONNECT_HINT = (
 PG_TYPES = {logical: pg.split("(")[0] for logical, (_, pg) in TYPES.items()}
 
 
+def _dumps_for_pg(value: Any) -> str:
+    return pgtext.clean_json(dumps(value))
+
+
 def _jsonb(value: Any) -> Jsonb:
-    return Jsonb(value, dumps=dumps)
+    return Jsonb(value, dumps=_dumps_for_pg)
 
 
 class PostgresStore(SqlStore):
@@ -94,7 +98,13 @@ class PostgresStore(SqlStore):
                 hint=CONNECT_HINT,
                 code="store_unreachable",
             ) from None
+        pgtext.install(conn)  # U+0000 in any str this connection sends: see pgtext
         return conn
+
+    def _role(self) -> str:
+        with suppress(Exception):
+            return str(self._db.info.user)
+        return "<role>"
 
     @staticmethod
     def _msg(exc: BaseException) -> str:
@@ -115,6 +125,49 @@ class PostgresStore(SqlStore):
         migrations.require_current(
             self.schema_version(), "PostgreSQL database", self.description, MIGRATE_HINT
         )
+
+    def check_access(self) -> None:
+        """StoreError when this role cannot see the pms rows: no SELECT privilege, or row-level
+        security applies to it (not the owner, not BYPASSRLS) with no organization set, so every
+        query answers "nothing" — which `pms status` would show as "No connections yet".
+
+        PostgreSQL does not say how many rows RLS hid; what it does say is whether RLS applies
+        to this role and what ``pms_current_org()`` (the readers' policy) evaluates to.
+        """
+        with self._lock, self._errors(), self._db.cursor() as cur:
+            cur.execute(
+                "SELECT current_user, has_table_privilege('pms_connections', 'SELECT'), "
+                "c.relrowsecurity AND NOT r.rolbypassrls AND NOT r.rolsuper "
+                "AND (c.relforcerowsecurity OR NOT pg_has_role(c.relowner, 'USAGE')), "
+                "pg_get_userbyid(c.relowner) "
+                "FROM pg_class c JOIN pg_roles r ON r.rolname = current_user "
+                "WHERE c.oid = 'pms_connections'::regclass"
+            )
+            row = cur.fetchone()
+            if row is None:
+                return
+            role, can_select, limited, owner = row
+            org = None
+            if can_select and limited:
+                cur.execute("SELECT pms_current_org()")
+                org = (cur.fetchone() or (None,))[0]
+        if not can_select:
+            raise StoreError(
+                f"the PostgreSQL role {role!r} may not read the pms tables at {self.description}",
+                hint=f"Connect as the owner of the pms tables ({owner}) or Supabase's service "
+                f"role, or grant reading: GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role};",
+                code="store_permission",
+            )
+        if limited and not org:
+            raise StoreError(
+                f"the PostgreSQL role {role!r} is limited by row-level security at "
+                f"{self.description} and no organization is set for it, so it sees no rows "
+                "(connections, bookings, logs may well exist)",
+                hint=f"pms needs the owner of the pms tables ({owner}) or a BYPASSRLS role such "
+                "as Supabase's service_role in PMS_DATABASE_URL. For a read-only view of one "
+                f"organization: ALTER ROLE {role} SET pms.organization_id = '<org>';",
+                code="store_permission",
+            )
 
     def migrate(self) -> list[int]:
         """Apply the missing migration steps; returns the versions applied (empty: up to date)."""
@@ -140,8 +193,9 @@ class PostgresStore(SqlStore):
         except pgerrors.InsufficientPrivilege as exc:
             raise StoreError(
                 f"PostgreSQL refused the operation at {self.description}: {self._msg(exc)}",
-                hint="Connect as the owner of the pms tables or as Supabase's service role; "
-                "reader roles are limited by row-level security."
+                hint="Connect as the owner of the pms tables or as Supabase's service role "
+                "(pms writes; reader roles are limited by row-level security); to let this role "
+                f"read: GRANT SELECT ON ALL TABLES IN SCHEMA public TO {self._role()};"
                 if not migrating
                 else "`pms db migrate` needs a role that may create tables in the schema.",
                 code="store_permission",
@@ -152,6 +206,16 @@ class PostgresStore(SqlStore):
                 hint="Nothing was half-written (the transaction rolled back); rerun when the "
                 "database is reachable. " + CONNECT_HINT,
                 code="store_unreachable",
+            ) from None
+        except psycopg.Error as exc:
+            # Anything else the server refused (a value that does not fit its column, a
+            # constraint): the transaction rolled back; the caller fails this batch's resource.
+            raise StoreError(
+                f"PostgreSQL at {self.description} refused a statement: {self._msg(exc)}",
+                hint="Nothing of this batch was written and the cursor was kept. Compare the "
+                "schema with `pms db sql` (run `pms db migrate` if it is older than this pms); "
+                "if it persists, report it with `pms logs --failed --json`.",
+                code="store_bad_value",
             ) from None
 
     @contextmanager

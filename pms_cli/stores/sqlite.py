@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -17,6 +18,18 @@ from pms_cli.stores.schema import SCHEMA_VERSION, ddl
 from pms_cli.stores.sql import SqlStore, dumps
 
 
+def create_private(path: Path) -> None:
+    """Create the database file 0600 and its folder 0700 (guest PII: names, e-mails, phones)
+    when they do not exist yet; SQLite gives its -wal/-shm files the database file's mode.
+    Existing files and folders keep the mode their owner chose."""
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.chmod(0o700)  # mkdir's mode is filtered by the umask
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        path.chmod(0o600)
+
+
 class SqliteStore(SqlStore):
     dialect = "sqlite"
     ph = "?"
@@ -25,7 +38,7 @@ class SqliteStore(SqlStore):
         self.path = path
         self.description = f"sqlite:{path}"
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            create_private(path)
             # One connection shared by the engine's worker threads, serialised by a lock.
             self._db = sqlite3.connect(
                 path, check_same_thread=False, isolation_level=None, timeout=30

@@ -49,7 +49,7 @@ from pydantic import SecretStr
 from pms_cli.errors import ConfigError, StoreError
 from pms_cli.models import AnyRecord, Kind
 from pms_cli.redact import redact_text, redact_url, register_secret
-from pms_cli.stores import migrations
+from pms_cli.stores import migrations, pgtext
 from pms_cli.stores.base import Connection, Store, SyncRun, WebhookEventRow
 from pms_cli.stores.schema import (
     CONNECTIONS,
@@ -151,6 +151,18 @@ def encode_json(value: Any) -> bytes:
     ).encode()
 
 
+class _RestClient(httpx.Client):
+    """Every PostgREST request passes here with its JSON body already encoded by postgrest-py:
+    the one place where U+0000 escapes are replaced for every REST write (upserts, updates,
+    the inbox), as ``pgtext`` does for the Postgres store."""
+
+    def build_request(self, method: str, url: Any, **kwargs: Any) -> httpx.Request:
+        content = kwargs.get("content")
+        if isinstance(content, bytes) and b"\\u0000" in content:
+            kwargs["content"] = pgtext.clean_json(content.decode()).encode()
+        return super().build_request(method, url, **kwargs)
+
+
 # Logical types whose Python values are already the JSON values PostgREST expects.
 PASSTHROUGH = frozenset({"text", "int", "bool", "json"})
 
@@ -250,7 +262,7 @@ class SupabaseStore:
         self.sleep = sleep
         self.stats = RestStats()
         self._status = threading.local()
-        self._http = httpx.Client(
+        self._http = _RestClient(
             transport=transport,
             timeout=httpx.Timeout(timeout, connect=10.0),
             event_hooks={"response": [self._remember_status]},

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pms_cli.errors import (
+    EXIT_FAILED,
     EXIT_PARTIAL,
     AuthError,
     ConfigError,
@@ -209,6 +210,17 @@ def check_shape(adapter: Provider, resource: Resource, page: Sequence[Raw]) -> N
         )
 
 
+def unexpected_error(exc: BaseException) -> dict[str, Any]:
+    """``result.error`` for an exception pms did not expect (a bug): named, redacted."""
+    return {
+        "code": "internal_error",
+        "message": f"unexpected {type(exc).__name__}: {redact_text(str(exc))[:300]}",
+        "hint": "This is a bug in pms (the other connections were synced): report it with "
+        "the output of `pms logs --failed --json`.",
+        "exit_code": EXIT_FAILED,
+    }
+
+
 class SyncEngine:
     """Runs syncs against a store; ``on_event`` receives progress for live displays."""
 
@@ -341,6 +353,11 @@ class SyncEngine:
             }
             await self._finish(conn, run, result, locked, options)
             raise
+        except Exception as exc:
+            # A bug or an unmapped driver error must fail this connection only: the other
+            # connections of `sync --all` go on, the run row is finished, `--json` is printed.
+            result.status = "failed"
+            result.error = unexpected_error(exc)
         await self._finish(conn, run, result, locked, options)
         return result
 
@@ -484,7 +501,7 @@ class SyncEngine:
                 await self._mark_listed_deletions(
                     conn, adapter, resource, since, rr, run_start, options
                 )
-        except PmsError:
+        except Exception:
             rr.status = "failed"
             rr.requests = adapter.http.stats.requests - requests_before
             self._emit("resource", result, resource.name)

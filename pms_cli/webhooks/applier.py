@@ -23,14 +23,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pms_cli.errors import AuthError, PmsError, RateLimitedError
+from pms_cli.errors import AuthError, PmsError, ProviderError, RateLimitedError
 from pms_cli.http.client import jittered_backoff
+from pms_cli.http.paginate import Raw
 from pms_cli.providers import get_provider
-from pms_cli.providers.base import Provider
+from pms_cli.providers.base import Provider, Resource
 from pms_cli.redact import redact_text
 from pms_cli.stores.base import Connection, Store, WebhookEventRow
-from pms_cli.sync.engine import SyncEngine
+from pms_cli.sync.engine import SyncEngine, map_records
 from pms_cli.sync.session import Runtime, open_connection_adapter
+from pms_cli.webhooks.base import valid_id
 
 log = logging.getLogger("pms.webhooks")
 
@@ -46,6 +48,10 @@ class ApplierOptions:
     backoff_cap_seconds: float = 3600.0
     rate_limited_delay_seconds: float = 60.0
     idle_poll_seconds: float = 1.0
+    client_error_attempts: int = 5
+    """Refetches answered with the same kind of 4xx (not 404, 408 or 429) before the event is
+    ``failed`` with the provider's answer: a request the provider keeps refusing will not
+    succeed by being repeated for ever."""
 
 
 @dataclass
@@ -67,6 +73,23 @@ def target_of(row: WebhookEventRow) -> Target | None:
     if not isinstance(resource, str) or not isinstance(external_id, str):
         return None
     return (row.connection_id, resource, external_id)
+
+
+def refused(exc: PmsError) -> bool:
+    """The provider refused the request itself (a 4xx other than 404/408/429): repeating it
+    unchanged cannot help, beyond a few tries for a record being created upstream."""
+    return (
+        isinstance(exc, ProviderError)
+        and exc.status is not None
+        and 400 <= exc.status < 500
+        and exc.status not in (404, 408, 429)
+    )
+
+
+def answered_ids(adapter: Provider, resource: Resource, raw: Raw) -> set[str]:
+    """The ids of ``resource``'s kind that a refetched record maps to (empty if unmappable)."""
+    mapped, _ = map_records(resource, [raw], adapter.mapper_for(resource))
+    return {r.external_id for r in mapped.get(resource.kind, [])}
 
 
 class Applier:
@@ -168,10 +191,14 @@ class Applier:
         if conn is None or conn.status == "disconnected":
             await self._mark(rows, "failed", error="the connection is gone or disconnected")
             return
+        provider = get_provider(conn.provider)
         try:
-            resource = get_provider(conn.provider).resource(resource_name)
+            resource = provider.resource(resource_name)
         except KeyError:
             await self._mark(rows, "failed", error=f"unknown resource {resource_name!r}")
+            return
+        if not valid_id(provider, external_id):  # rows stored before the receiver checked
+            await self._mark(rows, "failed", error=f"not a {provider.title} id")
             return
         attempts = max(r.attempts for r in rows)
         try:
@@ -184,6 +211,17 @@ class Applier:
                     self.store.mark_deleted, conn_id, resource.kind, [external_id], self._now()
                 )
             else:
+                answered = answered_ids(adapter, resource, raw)
+                if answered and external_id not in answered:
+                    # Another record than the one asked for (a redirect, a proxy, a path the
+                    # provider resolved differently): never store it under this event.
+                    await self._mark(
+                        rows,
+                        "failed",
+                        error=f"the refetch of {resource.kind} {external_id} answered "
+                        f"{', '.join(sorted(answered))[:100]}",
+                    )
+                    return
                 _, skipped = await self.engine.write_raw(conn, resource_name, [raw], adapter)
                 if skipped:
                     await self._mark(
@@ -199,6 +237,11 @@ class Applier:
         except PmsError as exc:
             if isinstance(exc, AuthError):
                 await self._drop_adapter(conn_id)  # credentials may be fixed meanwhile
+            elif refused(exc) and attempts + 1 >= self.options.client_error_attempts:
+                said = f" ({redact_text(exc.body_excerpt)})" if exc.body_excerpt else ""
+                error = f"{exc.code}: {redact_text(exc.message)}{said}"[:500]
+                await self._mark(rows, "failed", error=f"{error}; gave up after {attempts + 1}")
+                return
             await self._retry(rows, self.backoff(attempts), exc)
             return
         except Exception as exc:  # a bug must not kill the worker or lose the event

@@ -21,6 +21,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import secrets as pysecrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -107,6 +108,21 @@ def content_key(body: Any, drop: Sequence[str] = ()) -> str:
         body = {k: v for k, v in body.items() if k not in drop}
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def valid_id(provider: type[Provider], external_id: str) -> bool:
+    """Whether ``external_id`` has the provider's id format (``Provider.id_pattern``).
+
+    The one check for ids that arrive in webhooks: they reach API paths, so ``../me`` must be
+    refused before a request is built (the HTTP layer quotes every segment as well)."""
+    return re.fullmatch(provider.id_pattern, external_id) is not None
+
+
+def check_ids(provider: type[Provider], parsed: Parsed) -> None:
+    """ValueError (→ 400, kept as ``invalid``) when a change names an id of the wrong format."""
+    for change in parsed.changes:
+        if not valid_id(provider, change.external_id):
+            raise ValueError(f"{change.resource} id is not a {provider.title} id")
 
 
 def hmac_sha256(key: bytes, message: bytes) -> bytes:

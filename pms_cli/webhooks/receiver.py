@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 import uuid
@@ -34,18 +35,39 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from pms_cli.errors import PmsError
-from pms_cli.redact import redact_text, register_secret
+from pms_cli.providers import get_provider
+from pms_cli.redact import redact_card_data, redact_text, register_secret
 from pms_cli.stores.base import Connection, Store, WebhookEventRow
 from pms_cli.sync.session import Runtime
 from pms_cli.webhooks import secrets as webhook_secrets
 from pms_cli.webhooks import specs
 from pms_cli.webhooks.applier import Applier, ApplierOptions
-from pms_cli.webhooks.base import Delivery, Parsed, Rejected, WebhookSpec
+from pms_cli.webhooks.base import Delivery, Parsed, Rejected, WebhookSpec, check_ids
 
 log = logging.getLogger("pms.webhooks")
 
 MAX_BODY_BYTES = 1_048_576
-INVALID_EXCERPT = 2_000
+INVALID_EXCERPT = 500
+MAX_JSON_DEPTH = 64
+"""Deepest nesting a delivery may have; providers send a handful of levels. Deeper bodies are
+400: they would otherwise hit recursion limits in the decoder, the dedupe key or the store."""
+
+
+def check_depth(value: Any, limit: int) -> None:
+    """ValueError when ``value`` (decoded JSON) nests deeper than ``limit``; iterative, so a
+    hostile document cannot exhaust the stack here."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            raise ValueError(f"JSON nested deeper than {limit} levels")
+        stack.extend((child, depth + 1) for child in children)
 
 
 @dataclass
@@ -56,27 +78,32 @@ class ReceiverOptions:
     secret_ttl_seconds: float = 30.0
     """Secrets are re-read after this long: a rotated token is accepted within 30 s."""
     shutdown_grace_seconds: float = 10.0
+    retry_after_seconds: int = 30
+    """``Retry-After`` of a 503 when the store is down (providers may or may not honour it)."""
     applier: ApplierOptions = field(default_factory=ApplierOptions)
 
 
 class _SecretCache:
-    """Connections and their webhook secrets, re-read after ``ttl`` (rotations apply soon)."""
+    """Webhook secrets, re-read after ``ttl`` (rotations apply soon); the connection row is
+    read on every delivery, so one disconnected (by `pms disconnect` in another process) is
+    refused from its next delivery on, not after the cache expires."""
 
     def __init__(self, store: Store, env: Mapping[str, str], ttl: float) -> None:
         self.store, self.env, self.ttl = store, env, ttl
-        self._entries: dict[str, tuple[float, Connection, dict[str, SecretStr]]] = {}
+        self._entries: dict[str, tuple[float, dict[str, SecretStr]]] = {}
 
     async def get(self, connection_id: str) -> tuple[Connection, dict[str, SecretStr]] | None:
+        conn = await asyncio.to_thread(self.store.get_connection, connection_id)
+        if conn is None or conn.status == "disconnected":
+            self._entries.pop(connection_id, None)
+            return None
         hit = self._entries.get(connection_id)
         if hit is not None and hit[0] > time.monotonic():
-            return hit[1], hit[2]
-        conn = await asyncio.to_thread(self.store.get_connection, connection_id)
-        if conn is None:
-            return None
+            return conn, hit[1]
         secrets = await asyncio.to_thread(webhook_secrets.load, conn, self.env)
         for value in secrets.values():
             register_secret(value.get_secret_value())  # masked in any later log line
-        self._entries[connection_id] = (time.monotonic() + self.ttl, conn, secrets)
+        self._entries[connection_id] = (time.monotonic() + self.ttl, secrets)
         return conn, secrets
 
 
@@ -115,24 +142,45 @@ class Receiver:
             headers={k.lower(): v for k, v in request.headers.items()},
             query=dict(request.query_params),
         )
-        found = await self.secrets.get(request.path_params["connection_id"])
+        try:
+            found = await self.secrets.get(request.path_params["connection_id"])
+        except Exception as exc:  # the store (or the secret store) is down: redeliver later
+            return self._unavailable("connection lookup", exc)
         try:
             if found is None:
                 raise Rejected("unknown_connection")
             conn, secrets = found
             if conn.provider != spec.provider or conn.status == "disconnected":
                 raise Rejected("unknown_connection")
-            spec.verify(delivery, secrets, self.runtime.clock.time())
+            try:
+                spec.verify(delivery, secrets, self.runtime.clock.time())
+            except Rejected:
+                raise
+            except Exception:
+                # Whatever a hostile header does to a verifier (a non-ASCII byte in Basic
+                # auth, a malformed signature), it proves nothing: 401 like any other failure.
+                raise Rejected("bad_credentials") from None
         except Rejected as verdict:
             self.metrics[f"rejected.{verdict.reason}"] += 1
             log.info("webhook rejected: provider=%s reason=%s", spec.provider, verdict.reason)
             return _error(UNAUTHORIZED, "unauthorized")
         try:
             return await self._accept(spec, conn, delivery)
-        except PmsError as exc:
-            self.metrics["store_errors"] += 1
-            log.warning("webhook not stored (will be redelivered): %s", redact_text(exc.message))
-            return _error(503, "try again later")
+        except Exception as exc:
+            return self._unavailable("storing", exc)
+
+    def _unavailable(self, step: str, exc: Exception) -> Response:
+        """503 + ``Retry-After``: nothing was stored, so the provider's redelivery is what keeps
+        the event. A store error is expected here (the database is down); anything else is
+        logged by type only, never with a traceback or the body."""
+        self.metrics["store_errors"] += 1
+        why = redact_text(exc.message) if isinstance(exc, PmsError) else type(exc).__name__
+        log.warning("webhook not stored (%s failed; will be redelivered): %s", step, why)
+        return JSONResponse(
+            {"error": "try again later"},
+            status_code=503,
+            headers={"Retry-After": str(self.options.retry_after_seconds)},
+        )
 
     async def _read_body(self, request: Request) -> bytes | None:
         limit = self.options.max_body_bytes
@@ -152,9 +200,11 @@ class Receiver:
         now = datetime.fromtimestamp(self.runtime.clock.time(), UTC)
         try:
             body = spec.json_body(delivery)
+            check_depth(body, MAX_JSON_DEPTH)
             parsed: Parsed = spec.parse(body, delivery)
+            check_ids(get_provider(spec.provider), parsed)
             key = spec.dedupe_key(body, delivery)
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        except (ValueError, TypeError, LookupError, AttributeError, RecursionError) as exc:
             self.metrics["rejected.malformed"] += 1
             await self._store_invalid(spec, conn, delivery, now, type(exc).__name__)
             return _error(400, "bad request")
@@ -207,15 +257,21 @@ class Receiver:
     async def _store_invalid(
         self, spec: WebhookSpec, conn: Connection, delivery: Delivery, now: datetime, why: str
     ) -> None:
-        # Authenticated but unusable: kept (bounded, redacted) so someone can look at it.
-        text = redact_text(delivery.body[:INVALID_EXCERPT].decode("utf-8", "replace"))
+        # Authenticated but unusable: kept so someone can look at it, but never verbatim (it
+        # may be a form full of card data): size, type, hash and a bounded, redacted excerpt.
+        text = delivery.body[:INVALID_EXCERPT].decode("utf-8", "replace")
         row = WebhookEventRow(
             id=str(uuid.uuid4()),
             provider=spec.provider,
             connection_id=conn.id,
             organization_id=conn.organization_id,
             dedupe_key=f"invalid:{uuid.uuid4()}",
-            payload={"excerpt": text},
+            payload={
+                "size": len(delivery.body),
+                "content_type": delivery.headers.get("content-type", ""),
+                "sha256": hashlib.sha256(delivery.body).hexdigest(),
+                "excerpt": redact_card_data(redact_text(text)),
+            },
             received_at=now,
             status="invalid",
             error=f"unparseable delivery ({why})",
@@ -224,7 +280,19 @@ class Receiver:
             await asyncio.to_thread(self.store.inbox_add, row)
 
     async def healthz(self, request: Request) -> Response:
-        return JSONResponse({"ok": True, "metrics": dict(sorted(self.metrics.items()))})
+        """200 while the store answers; 503 naming the store as unavailable otherwise (a load
+        balancer or orchestrator should stop sending deliveries this receiver cannot keep)."""
+        metrics = dict(sorted(self.metrics.items()))
+        try:
+            await asyncio.to_thread(self.store.get_connection, "healthz")  # a key lookup
+        except Exception as exc:
+            why = redact_text(exc.message) if isinstance(exc, PmsError) else type(exc).__name__
+            return JSONResponse(
+                {"ok": False, "store": "unavailable", "error": why, "metrics": metrics},
+                status_code=503,
+                headers={"Retry-After": str(self.options.retry_after_seconds)},
+            )
+        return JSONResponse({"ok": True, "store": "ok", "metrics": metrics})
 
     # --- lifespan -----------------------------------------------------------------------
 

@@ -281,7 +281,12 @@ def test_malformed_json_from_an_authenticated_sender_is_400_and_kept_for_inspect
     assert response.json() == {"error": "bad request"}
     (row,) = rig.store.inbox_list()
     assert row.status == "invalid"
-    assert row.payload == {"excerpt": body.decode()}
+    assert row.payload == {
+        "size": len(body),
+        "content_type": "",
+        "sha256": hashlib.sha256(body).hexdigest(),
+        "excerpt": body.decode(),
+    }
     assert rig.receiver.metrics["rejected.malformed"] == 1
 
 
