@@ -75,6 +75,12 @@ class Resource:
     """The provider also lists this resource's deleted records (Lodgify
     ``/v2/deletedProperties``): ``Provider.deleted`` is read after every walk, so deletions
     reach incremental syncs too, at the declared cost of one more request per run."""
+    windowed: bool = False
+    """The incremental read sees windows, not every edit (Guesty v3 has no updated-at filter:
+    reservations created since the cursor plus stays not yet ended). Edits outside the windows
+    arrive by webhook; as a safety net the engine re-reads the resource whole, and marks what
+    vanished upstream deleted, when its last whole read is older than ``sync.refresh_hours``
+    (kept as the cursor ``<name>:whole``)."""
     detail_per_record: bool = False
     """The list lacks fields, so a whole read adds one detail request per record (Smoobu
     apartments). Prices a whole re-read against fetching a few records one by one."""

@@ -20,8 +20,9 @@ Incremental reservations without an updated-at filter (v3 has none) — the desi
    are skipped (deduped by id).
 3. **Webhooks** (``reservation.created.v2`` / ``reservation.updated.v2``) refetch a reservation
    by id within seconds, including edits to stays that have already ended, which no window sees.
-4. **A periodic whole re-read** (``pms sync --full``, e.g. daily from cron) catches what all of
-   the above missed (an edit to an ended stay while the receiver was down) and marks
+4. **A periodic whole re-read**: the resource is ``windowed``, so the engine reads it whole once
+   its last whole read is older than ``sync.refresh_hours`` (and on ``--full``). That catches what
+   all of the above missed (an edit to an ended stay while the receiver was down) and marks
    reservations that vanished upstream as deleted.
 
 Cost per incremental run: ceil(new / 100) + ceil(not-ended / 100) pages, 3 requests each.
@@ -446,6 +447,7 @@ class Guesty(Provider):
             params={"sort": SEARCH_SORT},
             # Marks the resource incremental; `pages()` turns the cursor into both windows.
             since=created_since,
+            windowed=True,
         ),
         Resource(
             name="guests",

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import math
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -208,6 +208,11 @@ def check_shape(adapter: Provider, resource: Resource, page: Sequence[Raw]) -> N
             code="schema_drift",
             provider=adapter.name,
         )
+
+
+def whole_cursor(resource: Resource) -> str:
+    """The sync-state key holding when a windowed resource was last read whole."""
+    return f"{resource.name}:whole"
 
 
 def unexpected_error(exc: BaseException) -> dict[str, Any]:
@@ -422,6 +427,8 @@ class SyncEngine:
                         self._emit("resource", result, resource.name)
                     else:
                         cursor = cursors.get(resource.name)
+                        if resource.windowed and self._whole_read_due(resource, cursors):
+                            cursor = None
                         await self._sync_resource(
                             conn, adapter, resource, options, result, cursor, watch
                         )
@@ -526,7 +533,15 @@ class SyncEngine:
                 await self._store(
                     self.store.set_cursor, conn.id, resource.name, run_start.isoformat()
                 )
-                if options.full and options.since is None:
+                whole = since is None
+                if whole and resource.windowed:
+                    await self._store(
+                        self.store.set_cursor,
+                        conn.id,
+                        whole_cursor(resource),
+                        run_start.isoformat(),
+                    )
+                if whole and (options.full or resource.windowed):
                     rr.deleted += await self._store(
                         self.store.mark_missing_deleted,
                         conn.id,
@@ -554,6 +569,17 @@ class SyncEngine:
                 rr.deleted += await self._store(
                     self.store.mark_deleted, conn.id, resource.kind, gone, run_start
                 )
+
+    def _whole_read_due(self, resource: Resource, cursors: Mapping[str, str | None]) -> bool:
+        """A windowed resource is read whole when it never was, or when that is older than
+        ``sync.refresh_hours`` (0: on every run, as unfiltered resources are)."""
+        if not cursors:  # --full and --since runs read no cursors (a new connection: whole)
+            return False
+        last = cursors.get(whole_cursor(resource))
+        hours = self.runtime.settings.sync.refresh_hours
+        if last is None or hours <= 0:
+            return True
+        return self._now() - datetime.fromisoformat(last) >= timedelta(hours=hours)
 
     def _is_fresh(self, resource: Resource, cursor: str | None) -> bool:
         """A resource without a modified-since filter whose last whole read (``cursor``; None

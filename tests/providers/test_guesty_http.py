@@ -267,7 +267,7 @@ def test_a_future_stay_cancelled_upstream_reaches_the_store_without_a_whole_rere
 ) -> None:
     h = harness(tmp_path, clock, listings=5, reservations=600)
     h.sync()
-    clock.advance(6 * 3600)
+    clock.advance(3600)  # within sync.refresh_hours: no periodic whole read is due
     today = datetime.fromtimestamp(clock.now(), UTC).date()
     future = [
         r["_id"]
@@ -281,6 +281,45 @@ def test_a_future_stay_cancelled_upstream_reaches_the_store_without_a_whole_rere
     assert rows[rid]["status"] == "cancelled"
     whole_read = 3 * math.ceil(600 / PAGE_SIZE)
     assert result.resources["bookings"].requests < whole_read
+
+
+def test_an_ended_stay_changed_upstream_reaches_the_store_by_the_periodic_whole_read(
+    tmp_path: Path, clock: SharedClock
+) -> None:
+    # No window sees an edit to a stay that has ended (only a webhook would): the engine reads
+    # a windowed resource whole once its last whole read is older than sync.refresh_hours, and
+    # marks what vanished upstream deleted.
+    h = harness(tmp_path, clock, listings=5, reservations=300)
+    h.sync()
+    today = datetime.fromtimestamp(clock.now(), UTC).date()
+    ended = sorted(
+        rid
+        for rid, r in h.state.reservations.items()
+        if r["status"] == "confirmed"
+        and date.fromisoformat(r["checkOutDateLocalized"]) < today - timedelta(days=3)
+    )
+    cancelled, vanished = ended[0], ended[1]
+    h.state.cancel_reservation(cancelled)
+    del h.state.reservations[vanished]
+
+    clock.advance(3600)
+    within = h.sync()
+    assert within.resources["bookings"].incremental_since is not None
+    rows = {r["external_id"]: r for r in h.store.fetch_rows("booking", h.conn.id)}
+    assert rows[cancelled]["status"] == "confirmed"  # unseen by both windows, as designed
+    assert rows[vanished]["deleted_at"] is None
+
+    clock.advance(h.settings.sync.refresh_hours * 3600)
+    due = h.sync()
+    assert due.status == "succeeded", due.error
+    assert due.resources["bookings"].incremental_since is None
+    rows = {r["external_id"]: r for r in h.store.fetch_rows("booking", h.conn.id)}
+    assert rows[cancelled]["status"] == "cancelled"
+    assert rows[vanished]["deleted_at"] is not None
+    assert due.resources["bookings"].deleted == 1
+
+    clock.advance(3600)  # the whole read moved its own cursor: incremental again
+    assert h.sync().resources["bookings"].incremental_since is not None
 
 
 def test_a_webhook_refetch_reads_one_reservation_through_v3_by_id(
