@@ -87,15 +87,22 @@ def page_size(provider: str, resource: Any) -> float:
     return math.inf  # a single-page endpoint
 
 
+# Requests a page needs beyond itself where the API no longer embeds related data: Guesty v3
+# reservation rows are joined with the guests list and the guest-folio overview (one each).
+JOINS_PER_PAGE = {("guesty", "bookings"): 2}
+
+
 def optimum(provider: str, result: Any) -> int:
-    """Auth + ⌈records / max page size⌉ (at least one) per resource synced."""
+    """Auth + ⌈records / max page size⌉ (at least one) per resource synced, times the joins
+    each page needs."""
     from pms_cli.providers import get_provider
 
     cls = get_provider(provider)
     total = AUTH_REQUESTS[provider]
     for name, rr in result.resources.items():
         size = page_size(provider, cls.resource(name))
-        total += max(1, math.ceil(rr.fetched / size)) if size != math.inf else 1
+        pages = max(1, math.ceil(rr.fetched / size)) if size != math.inf else 1
+        total += pages * (1 + JOINS_PER_PAGE.get((provider, name), 0))
         total += cls.resource(name).lists_deletions  # e.g. Lodgify /v2/deletedProperties
     return total
 
