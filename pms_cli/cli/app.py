@@ -8,6 +8,7 @@ import sys
 import typer
 
 from pms_cli.cli import (
+    config_cmd,
     connect_cmd,
     db_cmd,
     demo_cmd,
@@ -27,7 +28,9 @@ app = typer.Typer(
     "Start with `pms demo` (no account needed), then `pms connect hostaway`.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    # --install-completion / --show-completion for bash, zsh, fish and PowerShell.
+    add_completion=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
     rich_markup_mode=None,  # plain help: importing rich markdown would triple start-up time
 )
 
@@ -41,17 +44,37 @@ worker_cmd.register(app)
 app.add_typer(sandbox_cmd.sandbox_app, name="sandbox")
 app.add_typer(db_cmd.db_app, name="db")
 app.add_typer(webhook_cmd.webhook_app, name="webhook")
+app.add_typer(config_cmd.config_app, name="config")
 
 
 @app.callback(invoke_without_command=True)
 def _root(
-    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", help="Print the version, Python and platform, and exit."
+    ),
+    verbose: int = typer.Option(
+        0,
+        "--verbose",
+        "-v",
+        count=True,
+        show_default=False,
+        help="Log every HTTP request, retry, rate-limit wait and token renewal to stderr "
+        "(-vv: debug). Same as PMS_LOG_LEVEL=info.",
+    ),
 ) -> None:
     if version:
+        import platform
+
         from pms_cli import __version__
 
-        typer.echo(__version__)
+        typer.echo(
+            f"pms {__version__} (Python {platform.python_version()}, "
+            f"{platform.system()} {platform.release()} {platform.machine()})"
+        )
         raise typer.Exit()
+    from pms_cli.cli.verbose import configure
+
+    configure(verbose)
 
 
 def check_argv(args: list[str]) -> None:
@@ -88,6 +111,9 @@ def main(argv: list[str] | None = None) -> None:
             common = sys.modules.get("pms_cli.cli.common")  # only loaded if a store was opened
             if common is not None:
                 common.close_stores()
+            verbose = sys.modules.get("pms_cli.cli.verbose")
+            if verbose is not None:  # `main()` called in-process (tests, embedding) leaves no trace
+                verbose.reset()
     except PmsError as exc:
         from pms_cli.cli.output import print_error
 

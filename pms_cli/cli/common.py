@@ -43,6 +43,12 @@ def find_connection(store: Store, ref: str, *, allow_disconnected: bool = False)
             if len(ref) >= 4
             else []
         )
+    if not matches and len(ref) < 4:
+        raise ConfigError(
+            f"connection ID prefix {ref!r} is too short",
+            hint="Give at least 4 characters of the ID (see `pms status`).",
+            code="unknown_connection",
+        )
     if not matches:
         raise ConfigError(
             f"no connection with ID {ref!r}",

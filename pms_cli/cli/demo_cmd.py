@@ -9,10 +9,10 @@ def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo(
         listings: int = typer.Option(
-            8, "--listings", min=1, help="Sandbox properties per provider."
+            8, "--listings", min=1, metavar="N", help="Sandbox properties per provider."
         ),
         reservations: int = typer.Option(
-            300, "--reservations", min=0, help="Sandbox bookings per provider."
+            300, "--reservations", min=0, metavar="N", help="Sandbox bookings per provider."
         ),
         reset: bool = typer.Option(False, "--reset", help="Start from an empty demo database."),
         as_json: bool = typer.Option(False, "--json", help="Print the sync summary as JSON."),
@@ -72,7 +72,7 @@ def register(app: typer.Typer) -> None:
                         for f in cls.secret_fields()
                         if f.name in m.credentials
                     }
-                    conn = connections.connect(
+                    conn, _ = connections.connect(
                         store,
                         runtime,
                         m.provider,
@@ -94,7 +94,9 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print_json({"database": str(db_path), "connections": [r.to_dict() for r in results]})
         else:
-            out.print(results_table(results, "Demo sync"))
+            from pms_cli.cli.tabular import print_table
+
+            print_table(results_table(results, "Demo sync"))
             for conn in conns:
                 table = Table(title=f"{conn.display_name}: first bookings")
                 for col in (

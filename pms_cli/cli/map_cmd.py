@@ -12,6 +12,9 @@ def register(app: typer.Typer) -> None:
         property_id: str | None = typer.Argument(None, help="Your product's property id."),
         connection: str | None = typer.Option(None, "--connection", "-c", help="Connection ID."),
         list_: bool = typer.Option(False, "--list", help="List mappings instead."),
+        yes: bool = typer.Option(
+            False, "--yes", "-y", help="Replace an existing mapping without asking (scripts)."
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     ) -> None:
         """Link a synced property to your own property id (`pms_property_mappings`).
@@ -55,6 +58,16 @@ def register(app: typer.Typer) -> None:
                 hint="Example: pms map --connection 3f2a 40160 prop_123 (see `pms map --list`).",
                 code="usage",
             )
+        current = next(
+            (
+                m["property_id"]
+                for m in store.list_mappings(conn_id)
+                if m["external_property_id"] == external_property_id
+            ),
+            None,
+        )
+        if current and current != property_id and not yes:
+            _confirm_overwrite(external_property_id, current, property_id)
         try:
             store.set_mapping(conn_id, external_property_id, property_id)
         except KeyError:
@@ -73,3 +86,20 @@ def register(app: typer.Typer) -> None:
             )
         else:
             out.print(f"Mapped {safe(external_property_id)} → {safe(property_id)}.")
+
+
+def _confirm_overwrite(external: str, current: str, new: str) -> None:
+    """Replacing a link re-points every booking of that property: ask, or require --yes."""
+    import sys
+
+    from pms_cli.errors import ConfigError
+
+    what = f"{external} is mapped to {current}; replacing it with {new}"
+    if not sys.stdin.isatty():
+        raise ConfigError(
+            f"{what} needs confirmation",
+            hint="Add --yes to replace the mapping.",
+            code="confirmation_needed",
+        )
+    if not typer.confirm(f"{what[0].upper()}{what[1:]}. Continue?", default=False, err=True):
+        raise ConfigError("the mapping was not changed", hint="Run it again to confirm.")

@@ -21,7 +21,8 @@ def register(app: typer.Typer) -> None:
         """
         from rich.table import Table
 
-        from pms_cli.cli.output import out, print_json
+        from pms_cli.cli.output import print_json
+        from pms_cli.cli.tabular import print_table
         from pms_cli.providers import registry
 
         rows: list[dict[str, Any]] = []
@@ -59,11 +60,12 @@ def register(app: typer.Typer) -> None:
             table.add_column(col, overflow="fold")
         for r in rows:
             creds = "\n".join(
-                f"{c['label']}{'' if c['required'] else ' (optional)'}: {c['flag']} / {c['env']}"
+                f"{c['label']}{'' if c['required'] else ' (optional)'}: "
+                + " / ".join(x for x in (c["flag"], c["env"]) if x)  # no env var: flag only
                 for c in r["credentials"]
             )
             limits = [f"{w} per account" for w in r["rate_limits"]]
             limits += [f"{w} per IP" for w in r["ip_rate_limits"]]
             limits += [r["rate_limit_note"]] if r["rate_limit_note"] else []
-            table.add_row(r["name"], r["auth"], creds, "\n".join(limits), r["keys_help"])
-        out.print(table)
+            table.add_row(r["name"], r["auth"], creds, "\n".join(limits), r["keys_help"] or "")
+        print_table(table)

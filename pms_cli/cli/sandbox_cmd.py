@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -10,7 +12,7 @@ if TYPE_CHECKING:
     from starlette.applications import Starlette
 
     from pms_cli.sandbox.faults import Fault
-    from pms_cli.sandbox.server import MountedSandbox
+    from pms_cli.sandbox.server import MountedSandbox, SandboxServer
 
 sandbox_app = typer.Typer(
     help="Local emulators of the provider APIs (no account needed).", no_args_is_help=True
@@ -19,25 +21,39 @@ sandbox_app = typer.Typer(
 
 @sandbox_app.command("serve")
 def serve(
-    host: str = typer.Option("127.0.0.1", "--host", help="Bind address (loopback by default)."),
-    port: int = typer.Option(8900, "--port", min=0, max=65535, help="Port (0 = any free port)."),
+    host: str = typer.Option(
+        "127.0.0.1", "--host", metavar="ADDRESS", help="Bind address (loopback by default)."
+    ),
+    port: int = typer.Option(
+        8900, "--port", min=0, max=65535, metavar="PORT", help="Port (0 = any free port)."
+    ),
     provider: list[str] = typer.Option(
-        [], "--provider", "-p", help="Only these providers (repeatable)."
+        [], "--provider", "-p", metavar="PROVIDER", help="Only these providers (repeatable)."
     ),
     listings: int = typer.Option(
-        10, "--listings", min=0, help="Generated properties per provider."
+        10, "--listings", min=0, metavar="N", help="Generated properties per provider."
     ),
     reservations: int = typer.Option(
-        200, "--reservations", min=0, help="Generated bookings per provider."
+        200, "--reservations", min=0, metavar="N", help="Generated bookings per provider."
     ),
-    seed: int = typer.Option(42, "--seed", help="Data generator seed (same seed, same data)."),
+    seed: int = typer.Option(
+        42, "--seed", metavar="N", help="Data generator seed (same seed, same data)."
+    ),
     relaxed: bool = typer.Option(False, "--relaxed", help="Disable rate limits and token delays."),
     fault: list[str] = typer.Option(
         [],
         "--fault",
+        metavar="SPEC",
         help="Inject a fault, KIND[:name=value,...] (repeatable); `--fault help` lists kinds.",
     ),
-    fault_seed: int = typer.Option(0, "--fault-seed", help="Seed for probability= faults."),
+    fault_seed: int = typer.Option(
+        0, "--fault-seed", metavar="N", help="Seed for probability= faults."
+    ),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="Print the base URLs and credentials as one JSON object (then serve).",
+    ),
 ) -> None:
     """Serve the sandboxes until Ctrl-C, printing each base URL and its fake credentials.
 
@@ -52,10 +68,8 @@ def serve(
     """
     import time
 
-    from rich.table import Table
-
-    from pms_cli.cli.output import err, out
-    from pms_cli.sandbox.server import SandboxOptions, build, running
+    from pms_cli.cli.output import err
+    from pms_cli.sandbox.server import SandboxOptions, build
 
     faults = _parse_faults(fault)
     options = SandboxOptions(
@@ -65,25 +79,86 @@ def serve(
     if faults:
         app, mounted = _with_faults(mounted, faults, fault_seed)
         err.print("Faults: " + "; ".join(f.describe() for f in faults))
-    with running(app, host, port) as server:
-        table = Table(title=f"Sandboxes on {server.url}")
-        table.add_column("provider")
-        table.add_column("base URL")
-        table.add_column("connect with")
-        for m in mounted:
-            creds = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in m.credentials.items())
-            table.add_row(
-                m.provider,
-                server.base_url(m),
-                f"pms connect {m.provider} --base-url {server.base_url(m)} {creds}",
-            )
-        out.print(table)
+    with _listening(app, host, port) as server:
+        _announce(server, mounted, as_json)
         err.print("Press Ctrl-C to stop.")
         try:
             while True:
                 time.sleep(0.5)
         except KeyboardInterrupt:
             err.print("Stopping.")
+
+
+@contextlib.contextmanager
+def _listening(app: Starlette, host: str, port: int) -> Iterator[SandboxServer]:
+    """The sandboxes served in the background; a busy port or a bad address is the user's to
+    fix, not a crash."""
+    import errno
+
+    from pms_cli.errors import ConfigError
+    from pms_cli.sandbox.server import SandboxServer
+
+    try:
+        server = SandboxServer(app, host, port)  # binds the socket
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"port {port} on {host} is in use",
+                hint="Pass another --port (or --port 0 for any free port), or stop the other "
+                "server.",
+                code="usage",
+            ) from None
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+            hint="Check --host (an address of this machine, e.g. 127.0.0.1) and --port.",
+            code="usage",
+        ) from None
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _announce(server: SandboxServer, mounted: list[MountedSandbox], as_json: bool) -> None:
+    """What the user copies: each base URL, the credentials the sandbox accepts, the command."""
+    from rich.table import Table
+
+    from pms_cli.cli.tabular import print_table
+
+    rows = []
+    for m in mounted:
+        creds = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in m.credentials.items())
+        extra = {k: v for k, v in m.extra.items() if k in ANNOUNCED_EXTRAS}
+        rows.append(
+            {
+                "provider": m.provider,
+                "base_url": server.base_url(m),
+                "credentials": dict(m.credentials),
+                **extra,
+                "connect": f"pms connect {m.provider} --base-url {server.base_url(m)} {creds}",
+            }
+        )
+    if as_json:
+        import json
+        import sys
+
+        # Not print_json: it masks anything secret-shaped, and these fake sandbox credentials
+        # are printed to be copied.
+        sys.stdout.write(json.dumps({"url": server.url, "sandboxes": rows}, indent=2) + "\n")
+        sys.stdout.flush()
+        return
+    table = Table(title=f"Sandboxes on {server.url}")
+    for col in ("provider", "base URL", "connect with", "also accepted"):
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        also = [f"{k.replace('_', ' ')}: {row[k]}" for k in ANNOUNCED_EXTRAS if k in row]
+        table.add_row(row["provider"], row["base_url"], row["connect"], "\n".join(also))
+    print_table(table)
+
+
+ANNOUNCED_EXTRAS = ("invite_code", "long_life_token")
+"""Other credentials a sandbox accepts (Beds24: an invite code, a long-life token)."""
 
 
 def _parse_faults(specs: list[str]) -> list[Fault]:

@@ -11,11 +11,15 @@ def register(app: typer.Typer) -> None:
     @app.command("status")
     def status(
         connection: str | None = typer.Option(
-            None, "--connection", "-c", help="Only this connection."
+            None, "--connection", "-c", metavar="ID", help="Only this connection."
         ),
+        all_: bool = typer.Option(False, "--all", help="Also disconnected connections."),
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     ) -> None:
         """Each connection: provider, credential source, last sync, row counts, cursors, health.
+
+        Exits 1 when a connection needs attention (credentials missing, last run failed, or
+        marked error), so monitoring can run it.
 
         Example: `pms status --json`
         """
@@ -23,7 +27,7 @@ def register(app: typer.Typer) -> None:
 
         from pms_cli.cli.common import find_connection, settings_and_store
         from pms_cli.cli.output import print_json
-        from pms_cli.errors import ConfigError
+        from pms_cli.errors import EXIT_FAILED, ConfigError
         from pms_cli.providers import get_provider
 
         # Only what this command needs: get_provider imports the one module of each provider
@@ -33,7 +37,7 @@ def register(app: typer.Typer) -> None:
         if connection:
             conns = [find_connection(store, connection, allow_disconnected=True)]
         else:
-            conns = store.list_connections(include_disconnected=True)
+            conns = store.list_connections(include_disconnected=all_)
         rows: list[dict[str, Any]] = []
         for c in conns:
             source = "n/a"
@@ -76,9 +80,11 @@ def register(app: typer.Typer) -> None:
                     "webhooks": store.inbox_counts(c.id),
                 }
             )
+            rows[-1]["healthy"] = _healthy(rows[-1])
+        code = 0 if all(r["healthy"] for r in rows) else EXIT_FAILED
         if as_json:
             print_json({"store": store.description, "connections": rows})
-            return
+            raise typer.Exit(code)
         from rich.table import Table
 
         from pms_cli.cli.output import out, safe, when
@@ -132,7 +138,10 @@ def register(app: typer.Typer) -> None:
                 ),
                 health,
             )
-        out.print(table)
+        from pms_cli.cli.tabular import print_table
+
+        print_table(table)
+        raise typer.Exit(code)
 
     @app.command("logs")
     def logs(
@@ -174,7 +183,7 @@ def register(app: typer.Typer) -> None:
             print_json([vars(r) for r in runs])
             return
         if not runs:
-            out.print("No sync runs yet.")
+            out.print("No failed runs." if failed else "No sync runs yet.")
             return
         table = Table()
         for col in ("started", "connection", "trigger", "status", "requests", "rows", "error"):
@@ -196,6 +205,18 @@ def register(app: typer.Typer) -> None:
                 error,
             )
         out.print(table)
+
+
+def _healthy(row: dict[str, Any]) -> bool:
+    """False when the user must act: credentials missing, last run failed, status error."""
+    if row["status"] == "disconnected":
+        return True  # shown with --all; nothing to fix
+    last = row["last_run"] or {}
+    return (
+        row["credentials"] != "missing"
+        and row["status"] != "error"
+        and last.get("status") not in ("failed", "locked")
+    )
 
 
 def _webhook_logs(connection: str | None, failed: bool, limit: int, as_json: bool) -> None:

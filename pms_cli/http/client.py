@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 import asyncio
 import email.utils
 import json
+import logging
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -26,6 +27,9 @@ from pms_cli.http.ratelimit import RateLimiter
 from pms_cli.redact import excerpt, redact_url
 
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+log = logging.getLogger("pms.http")
+"""Every request, retry, wait and renewal at INFO (``pms -v``); URLs redacted, never a header."""
 
 
 class Auth(Protocol):
@@ -181,6 +185,10 @@ class HttpClient:
         if self.on_event is not None:
             self.on_event(kind, data)
 
+    def _waiting(self, seconds: float, reason: str) -> None:
+        log.info("%s: waiting %.1fs for the %s", self.provider, seconds, reason)
+        self._emit("waiting", seconds=seconds, reason=reason)
+
     async def get_json(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
         return await self.request_json("GET", path, params=params)
 
@@ -221,7 +229,7 @@ class HttpClient:
                 # May fetch a token, itself a rate-limited request: take our slot only after it,
                 # or the slot is recorded at a time long before this request is really sent.
                 await self.auth.apply(request, self)
-            permit = await self.limiter.acquire()
+            permit = await self.limiter.acquire(on_wait=self._waiting)
             waited = permit.waited
             if waited:
                 self.stats.rate_limit_waits += 1
@@ -229,6 +237,7 @@ class HttpClient:
                 self._emit("rate_limit_wait", seconds=waited)
                 if authenticate:
                     await self.auth.apply(request, self)  # re-sign: signatures carry a timestamp
+            sent = self.clock.monotonic()
             try:
                 try:
                     response = await self._send(request)
@@ -236,14 +245,17 @@ class HttpClient:
                     permit.settle(self.clock.monotonic())
             except httpx.TimeoutException:
                 last_problem = "timeout"
+                self._log(request, last_problem, sent, attempt)
                 await self._sleep_backoff(attempt, last_problem)
                 continue
             except httpx.TransportError as exc:
                 last_problem = f"connection error: {type(exc).__name__}"
+                self._log(request, last_problem, sent, attempt)
                 await self._sleep_backoff(attempt, last_problem)
                 continue
             self.limiter.observe(response.headers)
             status = response.status_code
+            self._log(request, str(status), sent, attempt)
             # Unauthenticated calls are token endpoints: a 401/403 there means bad credentials.
             rejected = (
                 status in (401, 403) if not authenticate else self.auth.is_auth_failure(response)
@@ -252,6 +264,7 @@ class HttpClient:
                 if authenticate and not renewed and await self.auth.renew(self, request):
                     renewed = True
                     self.stats.auth_renewals += 1
+                    log.info("%s: token renewed after HTTP %s", self.provider, status)
                     attempt -= 1  # a renewal is not a failed attempt
                     continue
                 raise AuthError(
@@ -310,6 +323,16 @@ class HttpClient:
         if attempt < self.settings.max_attempts:
             await self._sleep(self.backoff(attempt), reason)
 
+    def _log(self, request: httpx.Request, outcome: str, sent: float, attempt: int) -> None:
+        if not log.isEnabledFor(logging.INFO):
+            return  # skip redacting the URL of every request of a quiet run
+        took = (self.clock.monotonic() - sent) * 1000
+        retry = f" (attempt {attempt})" if attempt > 1 else ""
+        url = redact_url(str(request.url))
+        method = request.method
+        log.info("%s %s %s -> %s in %.0f ms%s", self.provider, method, url, outcome, took, retry)
+
     async def _sleep(self, seconds: float, reason: str) -> None:
+        log.info("%s: retrying in %.1fs after %s", self.provider, seconds, reason)
         self._emit("retry", seconds=seconds, reason=reason)
         await self.clock.sleep(seconds)

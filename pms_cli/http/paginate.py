@@ -10,7 +10,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+)
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -19,6 +28,56 @@ from pms_cli.http.client import HttpClient
 
 Raw = dict[str, Any]
 T = TypeVar("T")
+
+Position = dict[str, Any]
+"""Where a walk continues: ``{"offset": n}``, ``{"page": n, "fetched": m}`` or
+``{"cursor": id, "fetched": m, "total": t}`` (JSON-safe, so it can be stored as a checkpoint)."""
+
+
+class Page(list[Raw]):
+    """The records of one page, and where the walk continues after it.
+
+    ``after`` is None when the paginator cannot restart mid-walk (one-request lists, records
+    reshaped by an adapter) or when this was the last page.
+    """
+
+    after: Position | None
+    total: int | None
+
+    def __init__(
+        self, records: Iterable[Raw], after: Position | None = None, total: int | None = None
+    ) -> None:
+        super().__init__(records)
+        self.after = after
+        self.total = total
+
+
+_RESUME: ContextVar[tuple[str, Position] | None] = ContextVar("pms_resume", default=None)
+
+
+@contextlib.contextmanager
+def resuming(path: str, position: Position | None) -> Iterator[None]:
+    """Walks of ``path`` started inside this block begin at ``position`` (a page's ``after``).
+
+    A context variable rather than a parameter so that adapters which wrap ``pages()`` (Beds24,
+    Smoobu) need not pass it on; keyed by path so a nested walk of another endpoint (Beds24
+    reads properties before bookings) starts at its beginning.
+    """
+    token = _RESUME.set((path, position) if position else None)
+    try:
+        yield
+    finally:
+        _RESUME.reset(token)
+
+
+def _start(path: str) -> Position:
+    resume = _RESUME.get()
+    return dict(resume[1]) if resume is not None and resume[0] == path else {}
+
+
+def _int(position: Position, key: str, default: int) -> int:
+    value = position.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
 
 
 @dataclass(frozen=True)
@@ -108,7 +167,7 @@ class OffsetPaginator:
             query = {**params, self.limit_param: self.limit, self.offset_param: at}
             return extract(await http.get_json(path, query))
 
-        offset = 0
+        offset = _int(_start(path), "offset", 0)
         seen: set[str] = set()
         async with Lookahead(fetch) as ahead:
             while True:
@@ -131,7 +190,7 @@ class OffsetPaginator:
                 else:
                     await ahead.want(())
                 if body.records:
-                    yield body.records
+                    yield Page(body.records, None if done else {"offset": following}, body.total)
                 if done:
                     return
                 offset = following
@@ -198,8 +257,9 @@ class PageNumberPaginator:
                 query[self.size_param] = self.size
             return extract(await http.get_json(path, query))
 
-        page = self.first_page
-        fetched = 0
+        start = _start(path)
+        page = _int(start, "page", self.first_page)
+        fetched = _int(start, "fetched", 0)
         async with Lookahead(fetch) as ahead:
             while True:
                 body = await ahead.take(page)
@@ -221,7 +281,8 @@ class PageNumberPaginator:
                 else:
                     await ahead.want(())
                 if body.records:
-                    yield body.records
+                    after = None if done else {"page": page + 1, "fetched": fetched}
+                    yield Page(body.records, after, body.total)
                 if done:
                     return
                 page += 1
@@ -243,9 +304,12 @@ class CursorPaginator:
     async def pages(
         self, http: HttpClient, path: str, params: Mapping[str, Any], extract: Extractor
     ) -> AsyncIterator[list[Raw]]:
-        cursor: Any = None
-        fetched = 0
-        first_total: int | None = None
+        start = _start(path)
+        cursor: Any = start.get("cursor")
+        fetched = _int(start, "fetched", 0)
+        first_total: int | None = _int(start, "total", -1) if "cursor" in start else None
+        if first_total == -1:
+            first_total = None
         seen: set[str] = set()
         while True:
             query = {**params, self.limit_param: self.limit}
@@ -253,27 +317,32 @@ class CursorPaginator:
                 _loop_guard(seen, str(cursor), path)
                 query[self.param] = cursor
             body = extract(await http.get_json(path, query))
-            if body.records:
-                yield body.records
             # Repeats beyond the page size must not count towards the total (early stop).
             fetched += min(len(body.records), self.limit)
-            if not body.records or body.has_more is False:
-                return
-            if first_total is None:
+            done = not body.records or body.has_more is False
+            if not done and first_total is None:
                 first_total = body.total
             # Whether a cursor page's total counts all matches or only those after the cursor
             # is undocumented; these two tests are each safe under both readings.
             if body.total is not None and len(body.records) >= body.total:
-                return
+                done = True
             if body.total is not None and body.total == first_total and fetched >= body.total:
+                done = True
+            following = None if done else body.records[-1].get(self.cursor_field)
+            if body.records:
+                after = None
+                if following is not None:
+                    after = {"cursor": following, "fetched": fetched, "total": first_total}
+                yield Page(body.records, after, first_total)
+            if done:
                 return
-            cursor = body.records[-1].get(self.cursor_field)
-            if cursor is None:
+            if following is None:
                 raise ProviderError(
                     f"record without {self.cursor_field!r} while paging {path}",
                     hint="The provider's response changed shape; report it.",
                     code="provider_garbage",
                 )
+            cursor = following
 
 
 async def _next(items: AsyncIterator[T]) -> T:

@@ -132,19 +132,24 @@ class RateLimiter:
     credits: CreditBudget | None = None
     read_credits: HeaderReader | None = None
 
-    async def acquire(self) -> Permit:
-        """Block until a request may be sent; the permit says how long that took."""
+    async def acquire(self, on_wait: Callable[[float, str], None] | None = None) -> Permit:
+        """Block until a request may be sent; the permit says how long that took.
+
+        ``on_wait(seconds, reason)`` is told before each wait (reason ``credits`` or
+        ``rate limit``), so a progress view can say what it is waiting for."""
         waited = 0.0
         while True:
             now = self.clock.monotonic()
             wait = max((w.wait_needed(now) for w in self.windows), default=0.0)
-            if self.credits is not None:
-                wait = max(wait, self.credits.wait_needed(now))
-            if wait <= 0:
+            credit_wait = self.credits.wait_needed(now) if self.credits is not None else 0.0
+            if wait <= 0 and credit_wait <= 0:
                 return Permit(waited, [w.record(now) for w in self.windows])
+            reason = "credits" if credit_wait > wait else "rate limit"
             # Round up to the millisecond so float error cannot make us spin.
-            wait = math.ceil(wait * 1000) / 1000
+            wait = math.ceil(max(wait, credit_wait) * 1000) / 1000
             waited += wait
+            if on_wait is not None:
+                on_wait(wait, reason)
             await self.clock.sleep(wait)
 
     def observe(self, headers: Mapping[str, str]) -> None:

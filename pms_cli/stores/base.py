@@ -112,6 +112,15 @@ class Store(Protocol):
     def set_cursor(self, connection_id: str, resource: str, cursor: str | None) -> None: ...
     def cursors(self, connection_id: str) -> dict[str, str | None]: ...
 
+    # checkpoints inside a resource walk
+    def get_checkpoint(self, connection_id: str, resource: str) -> dict[str, Any] | None:
+        """Where an unfinished walk of ``resource`` continues, or None."""
+
+    def set_checkpoint(
+        self, connection_id: str, resource: str, state: dict[str, Any] | None
+    ) -> None:
+        """Record (or with None, clear) where the walk continues; JSON-safe values only."""
+
     # sync log
     def start_run(self, run: SyncRun) -> None: ...
     def finish_run(self, run: SyncRun) -> None: ...

@@ -16,7 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pms_cli.stores.schema import SCHEMA_VERSION, TABLES_V1, ddl_jobs, ddl_v1
+from pms_cli.stores.schema import (
+    SCHEMA_VERSION,
+    TABLES_V1,
+    ddl_checkpoints,
+    ddl_jobs,
+    ddl_v1,
+)
 
 VERSION_TABLE = "pms_schema_version"
 
@@ -128,7 +134,24 @@ def _v2() -> Step:
     )
 
 
-STEPS: list[Step] = [_v1(), _v2()]
+def _v3() -> Step:
+    table = "pms_sync_checkpoints"
+    return Step(
+        3,
+        "pms_sync_checkpoints: where an interrupted sync continues inside a resource",
+        (
+            *ddl_checkpoints("postgres"),
+            f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY",
+            *_policy(
+                table,
+                f"EXISTS (SELECT 1 FROM pms_connections c WHERE c.id = {table}.connection_id "
+                "AND c.organization_id = pms_current_org())",
+            ),
+        ),
+    )
+
+
+STEPS: list[Step] = [_v1(), _v2(), _v3()]
 
 _VERSION_DDL = (
     f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (\n"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # logical type → (sqlite, postgres)
 TYPES = {
@@ -261,6 +261,19 @@ JOBS = Table(
     (("status", "not_before"), ("connection_id", "finished_at")),
 )
 
+CHECKPOINTS = Table(
+    "pms_sync_checkpoints",
+    (
+        ("connection_id", "text", "NOT NULL"),
+        ("resource", "text", "NOT NULL"),
+        # Where an unfinished walk of the resource continues (page position, its query and start
+        # time); NULL once the walk finished. Written after each committed batch.
+        ("state", "json", ""),
+        ("updated_at", "ts", "NOT NULL"),
+    ),
+    ("connection_id", "resource"),
+)
+
 # Version 1 of the schema, frozen: the v1 migration step must never change.
 TABLES_V1 = (
     CONNECTIONS,
@@ -275,12 +288,21 @@ TABLES_V1 = (
     LOCKS,
 )
 
-TABLES = (*TABLES_V1, JOBS)
+TABLES = (*TABLES_V1, JOBS, CHECKPOINTS)
 
 #: What `pms disconnect --purge` deletes for a connection (its row and sync log stay).
 PURGED_ON_DISCONNECT = tuple(
     t.name
-    for t in (PROPERTIES, BOOKINGS, GUESTS, PROPERTY_MAPPINGS, SYNC_STATE, WEBHOOK_EVENTS, JOBS)
+    for t in (
+        PROPERTIES,
+        BOOKINGS,
+        GUESTS,
+        PROPERTY_MAPPINGS,
+        SYNC_STATE,
+        CHECKPOINTS,
+        WEBHOOK_EVENTS,
+        JOBS,
+    )
 )
 
 # At most one queued or running job per connection: enqueueing is idempotent across a fleet,
@@ -310,6 +332,11 @@ def ddl_jobs(dialect: str) -> list[str]:
     return [*JOBS.ddl(dialect), JOBS_ACTIVE_UNIQUE]
 
 
+def ddl_checkpoints(dialect: str) -> list[str]:
+    """Version 3: where an interrupted resource walk continues."""
+    return CHECKPOINTS.ddl(dialect)
+
+
 def ddl(dialect: str) -> list[str]:
     """The whole current schema (SQLite creates it on open; Postgres replays the steps)."""
-    return [*ddl_v1(dialect), *ddl_jobs(dialect)]
+    return [*ddl_v1(dialect), *ddl_jobs(dialect), *ddl_checkpoints(dialect)]

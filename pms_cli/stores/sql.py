@@ -19,6 +19,7 @@ from typing import Any
 from pms_cli.models import AnyRecord, Kind
 from pms_cli.stores.base import Connection, SyncRun, WebhookEventRow
 from pms_cli.stores.schema import (
+    CHECKPOINTS,
     CONNECTIONS,
     DATA_TABLES,
     PURGED_ON_DISCONNECT,
@@ -259,6 +260,29 @@ class SqlStore:
                 [connection_id],
             )
             return {r[0]: r[1] for r in cur.fetchall()}
+
+    # --- checkpoints --------------------------------------------------------------------
+
+    def get_checkpoint(self, connection_id: str, resource: str) -> dict[str, Any] | None:
+        rows = self._select(
+            CHECKPOINTS,
+            f"connection_id = {self.ph} AND resource = {self.ph}",
+            [connection_id, resource],
+        )
+        state = rows[0]["state"] if rows else None
+        return state if isinstance(state, dict) else None
+
+    def set_checkpoint(
+        self, connection_id: str, resource: str, state: dict[str, Any] | None
+    ) -> None:
+        row = {
+            "connection_id": connection_id,
+            "resource": resource,
+            "state": state,
+            "updated_at": utcnow(),
+        }
+        with self._tx() as cur:
+            cur.execute(self._insert_sql(CHECKPOINTS), self._row_values(CHECKPOINTS, row))
 
     # --- sync log -----------------------------------------------------------------------
 

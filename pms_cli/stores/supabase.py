@@ -52,6 +52,7 @@ from pms_cli.redact import redact_text, redact_url, register_secret
 from pms_cli.stores import migrations, pgtext
 from pms_cli.stores.base import Connection, Store, SyncRun, WebhookEventRow
 from pms_cli.stores.schema import (
+    CHECKPOINTS,
     CONNECTIONS,
     DATA_TABLES,
     LOCKS,
@@ -708,6 +709,28 @@ class SupabaseStore:
             SYNC_STATE, lambda q: q.eq("connection_id", connection_id), (("resource", False),)
         )
         return {r["resource"]: r["cursor"] for r in rows}
+
+    # --- checkpoints ----------------------------------------------------------------------
+
+    def get_checkpoint(self, connection_id: str, resource: str) -> dict[str, Any] | None:
+        rows = self._select_all(
+            CHECKPOINTS,
+            lambda q: q.eq("connection_id", connection_id).eq("resource", resource),
+            (("resource", False),),
+        )
+        state = rows[0]["state"] if rows else None
+        return state if isinstance(state, dict) else None
+
+    def set_checkpoint(
+        self, connection_id: str, resource: str, state: dict[str, Any] | None
+    ) -> None:
+        row: dict[str, Any] = {
+            "connection_id": connection_id,
+            "resource": resource,
+            "state": state,
+            "updated_at": utcnow(),
+        }
+        self._write(CHECKPOINTS, [self._wire(CHECKPOINTS, row)])
 
     # --- sync log -------------------------------------------------------------------------
 

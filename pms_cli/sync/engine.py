@@ -25,7 +25,7 @@ from pms_cli.errors import (
     PmsError,
     ProviderError,
 )
-from pms_cli.http.paginate import Raw, read_ahead
+from pms_cli.http.paginate import Position, Raw, read_ahead, resuming
 from pms_cli.models import AnyRecord, Booking, Kind
 from pms_cli.providers import get_provider
 from pms_cli.providers.base import Provider, Resource
@@ -39,11 +39,22 @@ DRIFT_MIN_RECORDS = 10
 CATCH_UP_PAGE_GUESS = 100
 """Records per page assumed when a paginator does not say (to price a whole re-read)."""
 
+CHECKPOINT_MAX_AGE = timedelta(hours=24)
+"""An interrupted walk older than this starts over: offsets drift as records come and go."""
+
+INTERRUPTED_HINT = (
+    "Rerun the same command: it continues each unfinished resource from its last committed "
+    "page, and the run's rows end up as one uninterrupted run would leave them."
+)
+
 
 @dataclass
 class SyncOptions:
     full: bool = False
     since: datetime | None = None
+    until: datetime | None = None
+    """Leave out records updated after this (those without an update time are kept); a run
+    with ``until`` reads a window, so it moves no cursor and marks nothing deleted."""
     resources: Sequence[str] | None = None
     dry_run: bool = False
     trigger: str = "cli"
@@ -52,7 +63,8 @@ class SyncOptions:
 @dataclass
 class ResourceResult:
     resource: str
-    status: str = "pending"  # pending | running | succeeded | fresh (not due) | partial | failed
+    # pending | running | succeeded | fresh (not due) | partial | failed | interrupted
+    status: str = "pending"
     pages: int = 0
     fetched: int = 0
     written: dict[str, int] = field(default_factory=dict)
@@ -62,6 +74,11 @@ class ResourceResult:
     incremental_since: str | None = None
     skipped_ids: list[str] = field(default_factory=list)
     missing_fields: list[str] = field(default_factory=list)
+    total: int | None = None
+    """Records the provider says the walk holds, when it says (for progress and ETAs)."""
+    resumed_at_page: int | None = None
+    """Pages an interrupted run had committed, when this run continued its walk."""
+    started_at: datetime | None = None
 
 
 @dataclass
@@ -103,18 +120,28 @@ class SyncResult:
                     "deleted": r.deleted,
                     "requests": r.requests,
                     "since": r.incremental_since,
+                    "total": r.total,
+                    "resumed_at_page": r.resumed_at_page,
                 }
                 for name, r in self.resources.items()
             },
             "error": self.error,
             "started_at": self.started_at.isoformat() if self.started_at else None,
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "duration_seconds": self.duration_seconds,
         }
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return round((self.finished_at - self.started_at).total_seconds(), 3)
 
 
 @dataclass(frozen=True)
 class SyncEvent:
-    kind: str  # started | resource | page | batch | wait | finished
+    # started | resource | resumed | page | batch | waiting | wait | retry | finished
+    kind: str
     result: SyncResult
     resource: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
@@ -165,6 +192,16 @@ def map_records(
         for record in records:
             mapped.setdefault(record.kind, []).append(record)
     return mapped, skipped
+
+
+def until_filter(
+    mapped: dict[Kind, list[AnyRecord]], until: datetime
+) -> dict[Kind, list[AnyRecord]]:
+    """Records not updated after ``until`` (``--until``); records without an update time stay."""
+    return {
+        kind: [r for r in records if (getattr(r, "updated_at", None) or until) <= until]
+        for kind, records in mapped.items()
+    }
 
 
 def references(records: Iterable[AnyRecord]) -> Iterator[tuple[Kind, str]]:
@@ -288,27 +325,76 @@ class SyncEngine:
         adapter.remember_properties(rows)
 
     async def sync_many(
-        self, connections: Sequence[Connection], options: SyncOptions, concurrency: int = 4
+        self,
+        connections: Sequence[Connection],
+        options: SyncOptions,
+        concurrency: int = 4,
+        stop: asyncio.Event | None = None,
     ) -> list[SyncResult]:
+        """Sync ``connections``, ``concurrency`` at a time.
+
+        Setting ``stop`` (a signal handler does) cancels the runs in flight: each records itself
+        ``interrupted`` (batch in flight committed or rolled back, lock released, checkpoint
+        kept) and the results are returned; connections not yet started come back
+        ``interrupted`` without resources.
+        """
         gate = asyncio.Semaphore(max(1, concurrency))
+        results = [self.new_result(c) for c in connections]
 
-        async def one(conn: Connection) -> SyncResult:
+        async def one(conn: Connection, result: SyncResult) -> SyncResult:
             async with gate:
-                return await self.sync_connection(conn, options)
+                return await self.sync_connection(conn, options, result)
 
-        return list(await asyncio.gather(*(one(c) for c in connections)))
+        pairs = zip(connections, results, strict=True)
+        tasks = [asyncio.ensure_future(one(c, r)) for c, r in pairs]
+        if stop is None:
+            return list(await asyncio.gather(*tasks))
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            pending: set[asyncio.Future[Any]] = set(tasks)
+            while pending and not stop.is_set():
+                _, pending = await asyncio.wait(
+                    pending | {stopping}, return_when=asyncio.FIRST_COMPLETED
+                )
+                pending.discard(stopping)
+        finally:
+            stopping.cancel()
+            if any(not t.done() for t in tasks):
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+        for task, result in zip(tasks, results, strict=True):
+            if task.cancelled():
+                if result.status == "running":  # cancelled while waiting for a slot
+                    result.status = "interrupted"
+                    result.error = {
+                        "code": "interrupted",
+                        "message": "not started: the sync was interrupted first",
+                        "hint": INTERRUPTED_HINT,
+                    }
+                continue
+            task.result()  # a bug in one run surfaces as it would without ``stop``
+        return results
 
-    async def sync_connection(self, conn: Connection, options: SyncOptions) -> SyncResult:
-        """Sync one connection; never raises for provider/store problems (see ``result.error``)."""
-        run_id = str(uuid.uuid4())
-        result = SyncResult(conn.id, conn.provider, run_id, started_at=self._now())
+    def new_result(self, conn: Connection) -> SyncResult:
+        return SyncResult(conn.id, conn.provider, str(uuid.uuid4()))
+
+    async def sync_connection(
+        self, conn: Connection, options: SyncOptions, result: SyncResult | None = None
+    ) -> SyncResult:
+        """Sync one connection; never raises for provider/store problems (see ``result.error``).
+
+        Cancelling it records the run ``interrupted`` and re-raises the cancellation."""
+        result = result or self.new_result(conn)
+        result.started_at = self._now()
+        run_id = result.run_id
         run = SyncRun(
             id=run_id,
             connection_id=conn.id,
             organization_id=conn.organization_id,
             trigger=options.trigger,
             status="running",
-            started_at=result.started_at or self._now(),
+            started_at=result.started_at,
             full_sync=options.full,
             owner=run_id,
         )
@@ -351,12 +437,16 @@ class SyncEngine:
                 result.status = "locked"
         except (asyncio.CancelledError, KeyboardInterrupt):
             result.status = "interrupted"
+            for rr in result.resources.values():
+                if rr.status in ("running", "pending"):
+                    rr.status = "interrupted"
             result.error = {
                 "code": "interrupted",
                 "message": "the sync was interrupted",
-                "hint": "Rerun it; it resumes from the last committed cursor.",
+                "hint": INTERRUPTED_HINT,
             }
-            await self._finish(conn, run, result, locked, options)
+            # Shielded: a second signal must not cut the log and lock release short.
+            await asyncio.shield(self._finish(conn, run, result, locked, options))
             raise
         except Exception as exc:
             # A bug or an unmapped driver error must fail this connection only: the other
@@ -405,8 +495,11 @@ class SyncEngine:
         resources = select_resources(provider_cls, options.resources)
 
         def http_event(kind: str, data: dict[str, Any]) -> None:
-            if kind == "rate_limit_wait":
-                self._emit("wait", result, None, **data)
+            # waiting: the limiter is about to hold a request (seconds, reason); wait: it did;
+            # retry: a back-off before retrying (seconds, reason such as "HTTP 429").
+            if kind in ("rate_limit_wait", "waiting", "retry"):
+                event = "wait" if kind == "rate_limit_wait" else kind
+                self._emit(event, result, None, **data)
 
         async with open_connection_adapter(
             self.runtime, conn, self.store, on_event=http_event
@@ -456,6 +549,7 @@ class SyncEngine:
         """Read ``resource`` from ``cursor`` (None: whole) and write it; advance the cursor."""
         rr = result.resources[resource.name]
         rr.status = "running"
+        rr.started_at = self._now()
         self._emit("resource", result, resource.name)
         requests_before = adapter.http.stats.requests
         run_start = self._now()
@@ -464,8 +558,33 @@ class SyncEngine:
             lag = timedelta(minutes=self.runtime.settings.sync.lag_minutes)
             since = datetime.fromisoformat(cursor) - lag
         rr.incremental_since = since.isoformat() if since else None
+        until = options.until.isoformat() if options.until else None
+        walk = {"since": rr.incremental_since, "full": options.full, "until": until}
+        position: Position | None = None
+        if not options.dry_run:
+            saved = await self._store(self.store.get_checkpoint, conn.id, resource.name)
+            if saved is not None and self._resumable(saved, walk):
+                # The walk goes on under its first start time: the cursor it sets and the
+                # --full deletion cut-off cover what the interrupted run already wrote.
+                run_start = datetime.fromisoformat(saved["started_at"])
+                position = saved["position"]
+                rr.resumed_at_page = int(saved.get("pages") or 0)
+                self._emit("resumed", result, resource.name, page=rr.resumed_at_page)
         batch_size = self.runtime.settings.sync.batch_size
         buffers: dict[Kind, list[AnyRecord]] = {}
+
+        async def checkpoint(after: Position | None) -> None:
+            # Every buffer is empty here: each record of the pages before ``after`` is written.
+            if after is None or options.dry_run:
+                return
+            state = {
+                **walk,
+                "position": after,
+                "started_at": run_start.isoformat(),
+                "run_id": result.run_id,
+                "pages": rr.pages + (rr.resumed_at_page or 0),
+            }
+            await self._store(self.store.set_checkpoint, conn.id, resource.name, state)
 
         async def flush(kind: Kind) -> None:
             rows = buffers.pop(kind, [])
@@ -480,28 +599,40 @@ class SyncEngine:
         mapper = adapter.mapper_for(resource)
         try:
             # Closed explicitly: an error while writing page n cancels the fetch of n+1 now.
-            async with contextlib.aclosing(read_ahead(adapter.pages(resource, since))) as pages:
-                async for page in pages:
-                    check_shape(adapter, resource, page)
-                    seen_keys.update(
-                        k for k in resource.expected if any(resource.carries(r, k) for r in page)
-                    )
-                    rr.pages += 1
-                    rr.fetched += len(page)
-                    mapped, skipped_ids = map_records(resource, page, mapper)
-                    rr.skipped += len(skipped_ids)
-                    rr.skipped_ids.extend(skipped_ids)
-                    for kind, records in mapped.items():
-                        buffers.setdefault(kind, []).extend(records)
-                    if watch:
-                        for kind, ref in references(mapped.get("booking", ())):
-                            if kind in watch:
-                                watch[kind].add(ref)
-                    for kind, rows in list(buffers.items()):
-                        if len(rows) >= batch_size:
-                            await flush(kind)
-                    rr.requests = adapter.http.stats.requests - requests_before
-                    self._emit("page", result, resource.name)
+            # The page walk (and its read-ahead task) starts inside the block, at ``position``.
+            with resuming(resource.path, position):
+                walker = read_ahead(adapter.pages(resource, since))
+                async with contextlib.aclosing(walker) as pages:
+                    async for page in pages:
+                        check_shape(adapter, resource, page)
+                        seen_keys.update(
+                            k
+                            for k in resource.expected
+                            if any(resource.carries(r, k) for r in page)
+                        )
+                        rr.pages += 1
+                        rr.fetched += len(page)
+                        mapped, skipped_ids = map_records(resource, page, mapper)
+                        if options.until is not None:
+                            mapped = until_filter(mapped, options.until)
+                        rr.skipped += len(skipped_ids)
+                        rr.skipped_ids.extend(skipped_ids)
+                        for kind, records in mapped.items():
+                            buffers.setdefault(kind, []).extend(records)
+                        if watch:
+                            for kind, ref in references(mapped.get("booking", ())):
+                                if kind in watch:
+                                    watch[kind].add(ref)
+                        if any(len(rows) >= batch_size for rows in buffers.values()):
+                            # All kinds at once, so the checkpoint after them covers whole pages.
+                            for kind in list(buffers):
+                                await flush(kind)
+                            await checkpoint(getattr(page, "after", None))
+                        rr.requests = adapter.http.stats.requests - requests_before
+                        total = getattr(page, "total", None)
+                        if isinstance(total, int):
+                            rr.total = total
+                        self._emit("page", result, resource.name)
             for kind in list(buffers):
                 await flush(kind)
             if resource.lists_deletions:
@@ -514,6 +645,9 @@ class SyncEngine:
             self._emit("resource", result, resource.name)
             raise
         rr.requests = adapter.http.stats.requests - requests_before
+        if not options.dry_run:
+            # The walk is complete: the next run starts a new one.
+            await self._store(self.store.set_checkpoint, conn.id, resource.name, None)
         if rr.fetched >= DRIFT_MIN_RECORDS:
             rr.missing_fields = [k for k in resource.expected if k not in seen_keys]
         if rr.missing_fields:
@@ -528,7 +662,7 @@ class SyncEngine:
             rr.status = "partial"
         else:
             rr.status = "succeeded"
-            if not options.dry_run:
+            if not options.dry_run and options.until is None:
                 # Incremental resources: the modified-since cursor. Others: when last read whole.
                 await self._store(
                     self.store.set_cursor, conn.id, resource.name, run_start.isoformat()
@@ -580,6 +714,18 @@ class SyncEngine:
         if last is None or hours <= 0:
             return True
         return self._now() - datetime.fromisoformat(last) >= timedelta(hours=hours)
+
+    def _resumable(self, saved: dict[str, Any], walk: dict[str, Any]) -> bool:
+        """A checkpoint continues this walk when it had the same query and is recent."""
+        if any(saved.get(k) != v for k, v in walk.items()):
+            return False
+        if not isinstance(saved.get("position"), dict):
+            return False
+        try:
+            started = datetime.fromisoformat(str(saved["started_at"]))
+        except (KeyError, ValueError):
+            return False
+        return started.tzinfo is not None and self._now() - started < CHECKPOINT_MAX_AGE
 
     def _is_fresh(self, resource: Resource, cursor: str | None) -> bool:
         """A resource without a modified-since filter whose last whole read (``cursor``; None

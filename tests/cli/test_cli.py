@@ -42,7 +42,9 @@ def test_connect_stores_the_secret_in_the_keyring_and_prints_json(
         "account_ref",
         "organization_id",
         "secret_location",
+        "updated",
     }
+    assert payload["updated"] is False
     assert payload["secret_location"] == "keyring"
     assert payload["account_ref"] == "10450"
     assert SANDBOX_CLIENT_SECRET in memory_keyring.passwords[("pms", payload["connection_id"])]
@@ -112,7 +114,7 @@ def test_sync_json_prints_one_summary_and_nothing_on_stderr(
     pms: Any, live_sandbox: LiveSandbox, memory_keyring: MemoryKeyring
 ) -> None:
     conn = connect(pms, live_sandbox)
-    result = pms("sync", "--connection", conn, "--json")
+    result = pms("sync", "--connection", conn, "--json", "--progress", "none")
     assert result.code == 0, result.stderr
     assert result.stderr == ""
     summary = result.json()
@@ -174,7 +176,11 @@ def test_disconnect_purge_removes_rows_and_secrets(
 ) -> None:
     conn = connect(pms, live_sandbox)
     pms("sync", "-c", conn, "--json")
-    result = pms("disconnect", conn, "--purge", "--json")
+    refused = pms("disconnect", conn, "--purge", "--json")  # no TTY, no --yes
+    assert refused.code == 2
+    assert "60 bookings" in refused.stderr and "Hint: Add --yes" in refused.stderr
+    assert pms("status", "--json").json()["connections"][0]["counts"]["booking"] == 60
+    result = pms("disconnect", conn, "--purge", "--yes", "--json")
     assert result.code == 0 and result.stderr == ""
     assert result.json()["purged"]["pms_bookings"] == 60
     assert memory_keyring.passwords == {}

@@ -94,7 +94,7 @@ def test_status_imports_only_the_provider_modules_of_its_connections(tmp_path: P
         assert "httpx" not in modules
         assert "keyring" not in modules  # every active connection keeps its secrets in the file
 
-    modules, stdout = run_pms(tmp_path, "status", "--json")
+    modules, stdout = run_pms(tmp_path, "status", "--json", "--all")  # --all: disconnected too
     assert "rich" not in modules
     rows = {r["provider"]: r["credentials"] for r in json.loads(stdout)["connections"]}
     assert rows == {

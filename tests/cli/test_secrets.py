@@ -87,6 +87,7 @@ def test_full_flow_leaves_no_secret_in_outputs_or_database(
     for args in (
         ("sync", "-c", conn, "--json"),
         ("sync", "-c", conn),
+        ("-vv", "sync", "-c", conn, "--full"),  # every request logged
         ("status", "--json"),
         ("status",),
         ("logs", "--json"),

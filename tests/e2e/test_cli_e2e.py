@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -108,7 +109,10 @@ def test_connect_sync_status_against_a_served_sandbox(env: dict[str, str], sandb
     conn_id = json.loads(connected.stdout)["connection_id"]
     synced = pms(env, "sync", "--connection", conn_id, "--json")
     assert synced.returncode == 0, synced.stderr
-    assert synced.stderr == ""
+    # No terminal: progress is log lines on stderr, stdout stays one JSON object.
+    lines = synced.stderr.splitlines()
+    assert lines and all(re.match(r"\d{4}-\d\d-\d\dT[\d:]+Z hostaway ", line) for line in lines)
+    assert any(" bookings: succeeded, 120/120 records" in line for line in lines), lines
     summary = json.loads(synced.stdout)["connections"][0]
     assert summary["resources"]["bookings"]["written"]["booking"] == 120
     assert summary["rate_limited"] == 0

@@ -81,13 +81,13 @@ def test_migration_sql_is_one_transaction_covering_every_table() -> None:
 def test_migrate_creates_the_schema_and_a_second_run_changes_nothing(fresh_db: str) -> None:
     store = PostgresStore(fresh_db, check_schema=False)
     assert store.schema_version() is None
-    assert store.migrate() == [1, 2]
+    assert store.migrate() == [1, 2, 3]
     first = snapshot(fresh_db)
     assert store.migrate() == []
     assert snapshot(fresh_db) == first
     assert store.schema_version() == SCHEMA_VERSION
     store.close()
-    assert [r[0] for r in first["versions"]] == [1, 2]
+    assert [r[0] for r in first["versions"]] == [1, 2, 3]
     assert all(row[1] and not row[2] for row in first["rls"]), first["rls"]
     assert {r[0] for r in first["rls"]} == set(ALL_TABLES)
     PostgresStore(fresh_db).close()  # opens without complaint now
@@ -116,15 +116,18 @@ def test_an_older_database_gets_only_the_new_steps(
     fresh_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = PostgresStore(fresh_db, check_schema=False)
-    assert store.migrate() == [1, 2]
+    assert store.migrate() == [1, 2, 3]
     store.upsert_records(_conn(store, "c1", "org-a"), "booking", [_booking(1)], T0)
-    v3 = migrations.Step(
-        3, "bookings.notes", ("ALTER TABLE pms_bookings ADD COLUMN IF NOT EXISTS notes text",)
+    following = migrations.latest_version() + 1
+    step = migrations.Step(
+        following,
+        "bookings.notes",
+        ("ALTER TABLE pms_bookings ADD COLUMN IF NOT EXISTS notes text",),
     )
-    monkeypatch.setattr(migrations, "STEPS", [*migrations.STEPS, v3])
-    assert store.migrate() == [3]
+    monkeypatch.setattr(migrations, "STEPS", [*migrations.STEPS, step])
+    assert store.migrate() == [following]
     assert store.migrate() == []
-    assert store.schema_version() == 3
+    assert store.schema_version() == following
     assert store.counts("c1")["booking"] == 1  # data kept across the upgrade
     with psycopg.connect(fresh_db) as conn:
         assert conn.execute("SELECT notes FROM pms_bookings").fetchall() == [(None,)]
@@ -144,7 +147,7 @@ def test_concurrent_migrations_apply_once(fresh_db: str) -> None:
         t.start()
     for t in threads:
         t.join()
-    assert sorted(results) == [[], [], [1, 2]]
+    assert sorted(results) == [[], [], [1, 2, 3]]
 
 
 # --- opening: unreachable, missing or outdated schema --------------------------------------
@@ -260,6 +263,7 @@ def _fill(store: PostgresStore, cid: str, org: str) -> None:
         )
     )
     store.acquire_lock(cid, f"run-{cid}", 3600)
+    store.set_checkpoint(cid, "bookings", {"position": {"page": 2}})
     store.token_cache_put(f"tok-{cid}", b"ciphertext", None)
     with store._tx() as cur:
         cur.execute(
@@ -299,13 +303,14 @@ def test_rls_scopes_a_reader_role_to_its_organization(
     with psycopg.connect(reader_url, autocommit=True) as reader:
         nothing = visible(reader)  # no organization set: no tenant rows at all
         assert all(not rows for t, rows in nothing.items() if t != migrations.VERSION_TABLE)
-        assert nothing[migrations.VERSION_TABLE] == {"1", "2"}
+        assert nothing[migrations.VERSION_TABLE] == {"1", "2", "3"}
 
         reader.execute("SET pms.organization_id = 'org-a'")
         seen = visible(reader)
         for table in _ORG_KEYED:
             assert seen[table] == {"org-a"}, table
         assert seen["pms_sync_state"] == seen["pms_locks"] == {"c-a"}
+        assert seen["pms_sync_checkpoints"] == {"c-a"}
         assert seen["pms_token_cache"] == set()  # encrypted tokens: writers only
         assert reader.execute("SELECT count(*) FROM pms_bookings").fetchone() == (2,)
 
@@ -336,7 +341,7 @@ def test_rls_scopes_a_reader_role_to_its_organization(
     assert pg_store.counts("c-b")["booking"] == 2  # the owner still sees everything
 
 
-_CONN_KEYED = ("pms_sync_state", "pms_locks")
+_CONN_KEYED = ("pms_sync_state", "pms_locks", "pms_sync_checkpoints")
 _ORG_KEYED = (
     "pms_connections",
     "pms_property_mappings",

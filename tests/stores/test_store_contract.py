@@ -286,6 +286,21 @@ def test_cursors(store: Store, conn: Connection) -> None:
     }
 
 
+def test_a_checkpoint_is_kept_per_connection_and_resource_until_cleared(
+    store: Store, conn: Connection
+) -> None:
+    assert store.get_checkpoint("c1", "bookings") is None
+    state = {"position": {"cursor": 12345, "fetched": 500, "total": None}, "since": None}
+    store.set_checkpoint("c1", "bookings", {"position": {"page": 2}})
+    store.set_checkpoint("c1", "bookings", state)
+    store.set_checkpoint("c2", "bookings", {"position": {"page": 9}})
+    assert store.get_checkpoint("c1", "bookings") == state
+    assert store.get_checkpoint("c1", "properties") is None
+    store.set_checkpoint("c1", "bookings", None)
+    assert store.get_checkpoint("c1", "bookings") is None
+    assert store.get_checkpoint("c2", "bookings") == {"position": {"page": 9}}
+
+
 # --- sync log ------------------------------------------------------------------------------
 
 

@@ -575,17 +575,17 @@ def test_every_command_works_against_supabase_over_a_real_socket(
         connected = pms(*live_sandbox.connect_args("hostaway"), "--json")
         assert connected.code == 0, connected.stderr
         conn = connected.json()["connection_id"]
-        synced = pms("sync", "-c", conn, "--json")
+        synced = pms("sync", "-c", conn, "--json", "--progress", "none")
         assert synced.code == 0 and synced.stderr == "", synced.stderr
         status = pms("status", "--json").json()
         assert status["store"] == f"supabase:{server.url}"
         assert status["connections"][0]["counts"]["booking"] == 60
         logs = pms("logs", "--json").json()
         assert [r["status"] for r in logs] == ["succeeded"]
-        gone = pms("disconnect", conn, "--purge", "--json")
+        gone = pms("disconnect", conn, "--purge", "--yes", "--json")
         assert gone.code == 0, gone.stderr
         assert gone.json()["purged"]["pms_bookings"] == 60
-        after = pms("status", "--json").json()["connections"][0]
+        after = pms("status", "--json", "--all").json()["connections"][0]
         assert after["counts"] == {"property": 0, "booking": 0, "guest": 0}
         outputs = [connected, synced, gone]
         assert all(DOUBLE_SERVICE_KEY not in r.stdout + r.stderr for r in outputs)
