@@ -70,7 +70,7 @@ def test_a_key_only_connection_says_so_in_status_and_its_sync_fails_without_a_re
     assert "Advanced → API Keys" in row["credentials_problem"]["hint"]
     monkeypatch.setenv("COLUMNS", "400")  # one line per cell, so the text can be searched
     table = pms("status")
-    assert table.code == 0
+    assert table.code == 1  # a connection needs attention
     assert "SMOOBU_API_SECRET" in table.stdout and "Hint:" in table.stdout
 
     sync = pms("sync", "--connection", conn, "--json")

@@ -176,8 +176,8 @@ def test_sync_all_into_postgres_with_a_nul_in_one_booking_syncs_every_connection
     monkeypatch.setenv("PMS_DATABASE_URL", fresh_db)
     assert pms("db", "migrate").code == 0
     ids = []
-    for _ in range(2):
-        connected = pms(*hostaway_with_a_nul.connect_args("hostaway"), "--json")
+    for _ in range(2):  # the same account twice: --new makes it a second connection
+        connected = pms(*hostaway_with_a_nul.connect_args("hostaway"), "--new", "--json")
         assert connected.code == 0, connected.stderr
         ids.append(connected.json()["connection_id"])
     result = pms("sync", "--all", "--json")

@@ -12,7 +12,7 @@ import pytest
 from psycopg import sql
 
 from bench.pgtemp import TempPostgres
-from pms_cli.errors import EXIT_CONFIG
+from pms_cli.errors import EXIT_CONFIG, EXIT_FAILED
 from pms_cli.stores.postgres import PostgresStore
 from tests.stores.test_store_contract import make_conn
 
@@ -92,9 +92,12 @@ def test_a_reader_pinned_to_its_organization_sees_its_connections(
 ) -> None:
     url = reader(pg_server, db, grant=True, org="org-a")
     result = as_role(url, "status", "--json")
-    assert result.code == 0, result.stderr
+    # Exit 1: c-ro's credentials are not set here, so it needs attention; no permission error.
+    assert result.code == EXIT_FAILED, result.stderr
     assert [c["connection_id"] for c in result.json()["connections"]] == ["c-ro"]
 
 
 def test_the_owner_passes_the_check(db: str, as_role: Any) -> None:
-    assert as_role(db, "status", "--json").code == 0
+    result = as_role(db, "status", "--json")
+    assert result.code == EXIT_FAILED, result.stderr  # c-ro needs credentials, nothing else
+    assert [c["credentials"] for c in result.json()["connections"]] == ["missing"]
