@@ -90,7 +90,20 @@ def serve(
         f"(store: {store.description}). Ctrl-C stops.",
         highlight=False,
     )
-    run(app, host, port)
+    try:
+        run(app, host, port)
+    except OSError as exc:
+        import errno
+
+        from pms_cli.errors import ConfigError
+
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise ConfigError(
+            f"port {port} on {host} is in use",
+            hint="Pass another --port, or stop the other server.",
+            code="usage",
+        ) from None
 
 
 @webhook_app.command("url")
@@ -105,6 +118,7 @@ def url(
     rotate: bool = typer.Option(
         False, "--rotate", help="Issue a new token/password (the old one stops working)."
     ),
+    yes: bool = typer.Option(False, "--yes", "-y", help="With --rotate: do not ask (scripts)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Print the exact webhook URL and the setup steps for the provider's dashboard or API.
@@ -114,10 +128,14 @@ def url(
 
     Example: `pms webhook url smoobu --connection 3f2a --public-base https://hooks.example.com`
     """
+    from pms_cli.cli.connect_cmd import check_url
     from pms_cli.cli.output import out, safe
     from pms_cli.webhooks import secrets as webhook_secrets
 
+    check_url(public_base, "--public-base")
     spec, _, _, conn = _connection_for(provider, connection)
+    if rotate and not yes:
+        _confirm_rotation(spec.provider, conn.id)
     secrets = webhook_secrets.ensure(conn, spec, rotate=rotate)
     info = spec.setup(public_base, conn, secrets)
     if as_json:
@@ -151,6 +169,28 @@ def url(
         )
 
 
+def _confirm_rotation(provider: str, connection_id: str) -> None:
+    """A new token breaks the URL pasted in the provider until it is replaced: ask first."""
+    from pms_cli.errors import ConfigError
+
+    what = (
+        f"--rotate replaces the {provider} webhook token of {connection_id}; deliveries to the "
+        "current URL are refused until the new one is pasted in the provider"
+    )
+    if not sys.stdin.isatty():
+        raise ConfigError(
+            f"{what}: not confirmed",
+            hint="Add --yes to rotate it.",
+            code="confirmation_needed",
+        )
+    question = (
+        f"Rotate the {provider} webhook token of {connection_id}? Deliveries to the current URL "
+        "are refused until the new one is pasted in the provider."
+    )
+    if not typer.confirm(question, default=False, err=True):
+        raise ConfigError("nothing was rotated", hint="Run it again to confirm.")
+
+
 @webhook_app.command("subscribe")
 def subscribe(
     provider: str = typer.Argument(..., help="hostaway, lodgify, guesty or beds24"),
@@ -168,6 +208,9 @@ def subscribe(
 
     Example: `pms webhook subscribe lodgify --connection 3f2a --public-base https://hooks.example.com`
     """
+    from pms_cli.cli.connect_cmd import check_url
+
+    check_url(public_base, "--public-base")
     import asyncio
 
     from pms_cli.cli.output import out, print_json

@@ -288,3 +288,18 @@ def test_a_sqlite_path_in_a_missing_folder_is_an_error_not_a_new_database(
     result = pms("status")
     assert result.code == 2 and "in a folder that does not exist" in result.stderr
     assert not (tmp_path / "typo").exists()
+
+
+def test_webhook_options_say_what_is_wrong_before_anything_happens(pms: Any) -> None:
+    import socket
+
+    bad = pms("webhook", "url", "smoobu", "-c", "abcd", "--public-base", "hooks.example.com")
+    assert bad.code == 2
+    assert "Error: --public-base 'hooks.example.com' is not an http(s) URL" in bad.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = pms("webhook", "serve", "--port", str(port))
+    assert busy.code == 2 and f"port {port} on 127.0.0.1 is in use" in busy.stderr
+    assert "bug" not in busy.stderr

@@ -67,7 +67,10 @@ def test_url_prints_the_tokenised_smoobu_url_and_keeps_the_token_stable(pms: Any
 def test_url_rotate_issues_a_new_token(pms: Any) -> None:
     conn = add_connection("smoobu")
     old = pms("webhook", "url", "smoobu", "-c", conn.id, "--json").json()["url"]
-    new = pms("webhook", "url", "smoobu", "-c", conn.id, "--rotate", "--json").json()["url"]
+    refused = pms("webhook", "url", "smoobu", "-c", conn.id, "--rotate", "--json")
+    assert refused.code == 2 and "Hint: Add --yes to rotate it." in refused.stderr
+    rotated = pms("webhook", "url", "smoobu", "-c", conn.id, "--rotate", "--yes", "--json")
+    new = rotated.json()["url"]
     assert old != new
 
 
