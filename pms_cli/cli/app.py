@@ -106,7 +106,10 @@ def main(argv: list[str] | None = None) -> None:
     try:
         try:
             check_argv(sys.argv[1:] if argv is None else argv)
-            app(args=argv, prog_name="pms")
+            from pms_cli.cli.metavars import readable
+
+            # What `app()` does, with readable placeholders in every `--help`.
+            readable(typer.main.get_command(app))(args=argv, prog_name="pms")
         finally:
             common = sys.modules.get("pms_cli.cli.common")  # only loaded if a store was opened
             if common is not None:
