@@ -87,9 +87,10 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(code)
         from rich.table import Table
 
-        from pms_cli.cli.output import out, safe, when
+        from pms_cli.cli.output import err, out, safe, when
 
-        out.print(f"Store: {safe(store.description)}")
+        # Piped, stdout carries only the tab-separated rows: the store line goes to stderr.
+        (out if out.is_terminal else err).print(f"Store: {safe(store.description)}")
         if not rows:
             out.print("No connections yet. Try `pms demo`, then `pms connect hostaway`.")
             return

@@ -303,3 +303,14 @@ def test_webhook_options_say_what_is_wrong_before_anything_happens(pms: Any) -> 
         busy = pms("webhook", "serve", "--port", str(port))
     assert busy.code == 2 and f"port {port} on 127.0.0.1 is in use" in busy.stderr
     assert "bug" not in busy.stderr
+
+
+def test_piped_status_prints_the_table_first_and_the_store_line_on_stderr(
+    pms: Any, live_sandbox: LiveSandbox, memory_keyring: MemoryKeyring
+) -> None:
+    connect(pms, live_sandbox)
+    result = pms("status")
+    assert result.code == 0, result.stderr
+    assert "Store:" not in result.stdout and "Store:" in result.stderr
+    header = result.stdout.splitlines()[0]
+    assert "\t" in header  # `pms status | cut -f1` reads the table, not a preamble
