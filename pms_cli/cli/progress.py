@@ -206,7 +206,7 @@ def live_table(tracker: Tracker, now: float, title: str = "Syncing…") -> Table
     for row in rows:
         eta = row.eta(now)
         state = row.state(now)
-        colour = "yellow" if state.startswith("waiting") else _colour(row.status)
+        colour = "yellow" if state.startswith("waiting") else status_colour(row.status)
         table.add_row(
             row.connection_id[:8],
             row.provider,
@@ -220,7 +220,8 @@ def live_table(tracker: Tracker, now: float, title: str = "Syncing…") -> Table
     return table
 
 
-def _colour(status: str) -> str:
+def status_colour(status: str) -> str:
+    """The Rich colour of a run or resource status, in the live view and the summary."""
     return {
         "succeeded": "green",
         "partial": "yellow",

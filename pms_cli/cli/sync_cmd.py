@@ -212,16 +212,9 @@ def results_table(
 
 
 def _status(status: str) -> str:
-    color = {
-        "succeeded": "green",
-        "partial": "yellow",
-        "failed": "red",
-        "running": "cyan",
-        "locked": "magenta",
-        "interrupted": "red",
-        "fresh": "dim",
-    }.get(status, "white")
-    return f"[{color}]{status}[/]"
+    from pms_cli.cli.progress import status_colour
+
+    return f"[{status_colour(status)}]{status}[/]"
 
 
 def exit_code_for(results: list[SyncResult]) -> int:

@@ -463,7 +463,7 @@ def test_an_expired_token_is_replaced_before_use_without_a_401(
     assert h.state.stats.auth_failures == 0
 
 
-def test_an_exhausted_token_quota_fails_fast_instead_of_sleeping_a_day(
+def test_an_exhausted_token_quota_fails_fast_naming_the_quota_instead_of_sleeping_a_day(
     tmp_path: Path, clock: SharedClock
 ) -> None:
     h = harness(tmp_path, clock, listings=2, reservations=10, token_quota=1)
@@ -472,6 +472,9 @@ def test_an_exhausted_token_quota_fails_fast_instead_of_sleeping_a_day(
     result = h.sync()
     assert result.status == "failed"
     assert result.error is not None and result.error["code"] == "rate_limited"
+    # The error names the quota, not a generic rate limit (issue 15 point 10).
+    assert "token quota" in result.error["message"]
+    assert "5 tokens per client ID per 24 hours" in result.error["message"]
     assert h.state.stats.tokens_issued == 1
     assert clock.slept < 600
 
