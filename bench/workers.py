@@ -56,10 +56,11 @@ def drain(url: str, workers: int, concurrency: int, api_key: str) -> tuple[float
 
 
 def run(connections: int, bookings: int, concurrency: int) -> list[tuple[str, float, float, str]]:
+    from pms_cli.stores.jobs import JobQueue
+
     from bench.pgtemp import TempPostgres
     from pms_cli.sandbox.server import SandboxOptions, build, running
     from pms_cli.stores.base import Connection
-    from pms_cli.stores.jobs import JobQueue
     from pms_cli.stores.postgres import PostgresStore
 
     app, [mounted] = build(

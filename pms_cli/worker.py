@@ -1,60 +1,100 @@
-"""`pms worker`: processes that pull connection syncs from the ``pms_jobs`` queue.
+"""`pms worker`: connection syncs as Procrastinate jobs (https://procrastinate.readthedocs.io).
 
-Each loop: queue a job for every connection that is due (``every_seconds`` since its last job
-finished), claim runnable jobs up to ``concurrency`` with a lease, run each through
-``SyncEngine.sync_connection`` while a heartbeat keeps the lease (and the engine's connection
-lock) alive, then record the outcome:
+One task, ``pms.sync_connection``, syncs one connection (incremental, or full). Procrastinate
+provides the queue on PostgreSQL (``SKIP LOCKED`` fetches, LISTEN/NOTIFY wake-ups, worker
+heartbeats); this module adds what is particular to pms:
 
-- succeeded / partial → done;
-- locked (another sync of the connection is running, e.g. a cron `pms sync`) → given back
-  without spending an attempt, retried after ``locked_retry_seconds``;
-- failed with a transient error (provider down, rate-limited, store hiccup) → retried with
-  capped exponential backoff until ``max_attempts``; config/auth errors fail at once (a retry
-  cannot fix a wrong secret: the user must act, and the error says how);
-- lease lost (the heartbeat found another owner) → the run is cancelled; the job is theirs.
+- **Scheduling.** A worker defers a job for every connection that has none queued or running,
+  due ``every`` after its last successful sync; each job, when it ends, defers the connection's
+  next one (``schedule_at``). A job's **queueing lock** (the connection) keeps at most one queued
+  per connection however many workers schedule; its **lock** (the connection again) keeps two
+  from running at once. The engine's connection lock (``pms_locks``) stays the last guard, so a
+  cron `pms sync` and a worker never overlap either: a job that finds the lock taken is deferred
+  again ``locked_retry_seconds`` later without spending an attempt.
+- **Freshness.** A job skips a connection that synced after the job was queued (a cron
+  `pms sync`, another worker): it was synced within its interval already.
+- **Retries** (``SyncRetry``): transient failures (provider down, 429 after the client's own
+  retries, store hiccup: exit code 1) retry with capped exponential backoff up to
+  ``max_attempts``; configuration and credential errors (exit codes 2 and 3) fail at once, since
+  only the user can fix them and the error says how.
+- **Stalled jobs.** A worker killed mid-job stops heartbeating; any other worker finds its jobs
+  (``get_stalled_jobs``) and puts them back in the queue (``retry_job``), or fails them once
+  they have used up their attempts (a job that kills every worker must not loop forever). The
+  dead worker's engine lock is freed by the pid check on its host, elsewhere by its short TTL,
+  which a live worker extends at every heartbeat.
 
-Several workers on one or many machines share one queue (see ``pms_cli.stores.jobs``); a worker
-that dies leaves a lease that expires after ``lease_seconds``, and its job is reclaimed.
+Without PostgreSQL (the local SQLite file, or Supabase over its REST API only) the same app runs
+on Procrastinate's in-memory connector: the same schedule, retries and locks in one process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import math
 import os
-import socket
-import uuid
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from pms_cli.errors import EXIT_FAILED
-from pms_cli.stores.base import Store
-from pms_cli.stores.jobs import Job, JobQueue
+from pms_cli.stores.base import Connection, Store
 from pms_cli.sync.engine import SyncEngine, SyncEvent, SyncOptions, SyncResult
 from pms_cli.sync.session import Runtime
+
+if TYPE_CHECKING:
+    import procrastinate
+    from procrastinate.job_context import JobContext
+    from procrastinate.jobs import Job
+
+SYNC_TASK = "pms.sync_connection"
+QUEUE_PREFIX = "pms."
+"""Jobs of provider P go to queue ``pms.P``, so ``--provider P`` workers listen to it alone."""
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
 class WorkerOptions:
     concurrency: int = 4
     """Jobs (connections) this worker syncs at once."""
-    poll_interval: float = 5.0
-    """Seconds between queue polls when nothing is claimable."""
-    lease_seconds: float = 60.0
-    """A job whose worker stops heartbeating for this long is reclaimed by another worker."""
     every_seconds: float | None = 3600.0
-    """Queue each connection again this long after its last job finished; None: never queue
-    (only run what others queued)."""
+    """Sync each connection this long after its last sync; None: schedule nothing, only run
+    what others queued."""
     provider: str | None = None
     once: bool = False
-    """Drain: stop when nothing is runnable and nothing is running."""
-    max_jobs: int | None = None
-    kind: str = "sync"
+    """Schedule what is due, run what is runnable now, then exit (cron)."""
+    full: bool = False
+    """Schedule full refreshes instead of incremental syncs."""
+    stalled_seconds: float = 30.0
+    """A worker whose heartbeat is older than this is dead; its jobs go back to the queue."""
+    poll_interval: float = 5.0
+    """Seconds between queue polls when no notification arrives (LISTEN/NOTIFY wakes sooner)."""
     max_attempts: int = 5
     backoff_base_seconds: float = 30.0
     backoff_cap_seconds: float = 1800.0
     locked_retry_seconds: float = 60.0
+    grace_seconds: float | None = None
+    """On SIGTERM, wait this long for running jobs, then give them back to the queue (None:
+    wait for them to finish)."""
+
+    @property
+    def heartbeat_seconds(self) -> float:
+        return self.stalled_seconds / 3
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds before retry number ``attempt`` (1-based): doubling, capped."""
+        return float(
+            min(self.backoff_cap_seconds, self.backoff_base_seconds * 2.0 ** (attempt - 1))
+        )
+
+    def next_run_slack(self) -> float:
+        # A cron `pms worker --once --every 15` fires a little before "15 minutes after the
+        # last run started"; without slack every other round would find nothing due.
+        return 0.0 if self.every_seconds is None else min(60.0, self.every_seconds * 0.1)
 
 
 @dataclass
@@ -62,7 +102,7 @@ class JobOutcome:
     job_id: str
     connection_id: str
     provider: str | None
-    status: str  # succeeded | partial | failed | retry | locked | lost
+    status: str  # succeeded | partial | failed | retry | locked | skipped | given back
     attempt: int
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
@@ -79,30 +119,134 @@ class JobOutcome:
         }
 
 
-def worker_id() -> str:
-    """host:pid:random — readable in `pms_jobs.lease_owner`, unique per worker instance."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+class SyncRetry(Exception):
+    """A transient failure with attempts left: Procrastinate retries the job after a backoff."""
+
+    def __init__(self, message: str, retry_in: float) -> None:
+        super().__init__(message)
+        self.retry_in = retry_in
+
+
+class SyncFailed(Exception):
+    """A failure that retrying cannot fix (or the last attempt): the job ends as failed."""
+
+
+def _retry_strategy() -> Any:
+    from procrastinate import BaseRetryStrategy, RetryDecision
+
+    class BackoffFromTask(BaseRetryStrategy):
+        """Retries exactly the ``SyncRetry`` exceptions, after the delay the task chose (the
+        task knows the error's class and the attempt count; anything else is not retried)."""
+
+        def get_retry_decision(self, *, exception: BaseException, job: Job) -> Any:
+            if isinstance(exception, SyncRetry):
+                return RetryDecision(retry_in={"seconds": math.ceil(exception.retry_in)})
+            return None
+
+    return BackoffFromTask()
+
+
+def build_app(connector: Any) -> procrastinate.App:
+    """The Procrastinate app with pms's one task, on ``connector`` (Psycopg or in-memory)."""
+    import procrastinate
+
+    app = procrastinate.App(connector=connector)
+
+    @app.task(name=SYNC_TASK, pass_context=True, retry=_retry_strategy())
+    async def sync_connection(
+        context: JobContext,
+        connection_id: str,
+        full: bool = False,
+        every_seconds: float | None = None,
+        queued_at: float | None = None,
+    ) -> None:
+        worker: Worker = context.additional_context["pms_worker"]
+        await worker.run_job(context, connection_id, full, every_seconds, queued_at)
+
+    return app
+
+
+def postgres_app(url: str, concurrency: int) -> procrastinate.App:
+    from procrastinate import PsycopgConnector
+
+    # Jobs + scheduler + heartbeat + listener + stalled-job sweeps each borrow a connection.
+    return build_app(PsycopgConnector(conninfo=url, min_size=1, max_size=concurrency + 4))
+
+
+def memory_app() -> procrastinate.App:
+    from procrastinate.testing import InMemoryConnector
+
+    return build_app(InMemoryConnector())
+
+
+_EXTEND_LOCK = (
+    "UPDATE pms_locks SET expires_at = ? WHERE connection_id = ? AND host = ? AND pid = ?"
+)
+
+
+def _lock_key(connection_id: str) -> str:
+    return f"pms:connection:{connection_id}"
+
+
+def _utc(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+async def defer_sync(
+    app: procrastinate.App,
+    conn: Connection,
+    *,
+    at: float | None = None,
+    full: bool = False,
+    every_seconds: float | None = None,
+    queued_at: float | None = None,
+) -> bool:
+    """Queue one sync of ``conn`` (at epoch ``at``, default now) unless one is queued already
+    (its queueing lock); returns whether this call queued it. ``app`` must be open."""
+    from procrastinate.exceptions import AlreadyEnqueued
+
+    key = _lock_key(conn.id)
+    deferrer = app.tasks[SYNC_TASK].configure(
+        lock=key,
+        queueing_lock=key,
+        queue=QUEUE_PREFIX + conn.provider,
+        schedule_at=_utc(time.time() if at is None else at),
+    )
+    try:
+        await deferrer.defer_async(
+            connection_id=conn.id,
+            full=full,
+            every_seconds=every_seconds,
+            queued_at=time.time() if queued_at is None else queued_at,
+        )
+    except AlreadyEnqueued:
+        return False
+    return True
 
 
 @dataclass
 class Worker:
-    """Pulls jobs from the store's queue and syncs them; ``run()`` until ``stop()`` (or drained)."""
+    """Runs ``pms.sync_connection`` jobs from ``app``'s queue; ``run()`` until ``stop()``
+    (or, with ``once``, until nothing is runnable)."""
 
     store: Store
     runtime: Runtime
+    app: procrastinate.App
     options: WorkerOptions = field(default_factory=WorkerOptions)
-    owner: str = field(default_factory=worker_id)
+    name: str | None = None
     on_outcome: Callable[[JobOutcome], None] | None = None
     on_event: Callable[[SyncEvent], None] | None = None
     outcomes: list[JobOutcome] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.queue = JobQueue(self.store)
+        from pms_cli.stores.sql import SqlStore
+
+        self._extends_locks = isinstance(self.store, SqlStore)
         sync = self.runtime.settings.sync
-        # The engine's connection lock lives as long as our lease unless heartbeats extend it,
-        # so a killed worker's lock frees up as soon as its job becomes reclaimable.
-        ttl = max(10, int(self.options.lease_seconds * 2))
-        if sync.lock_ttl_seconds > ttl:
+        # A dead worker's engine lock must free up about when its job is recovered; live
+        # workers extend it at every heartbeat (a store without SQL access keeps the long TTL).
+        ttl = max(10, math.ceil(self.options.stalled_seconds * 3))
+        if self._extends_locks and sync.lock_ttl_seconds > ttl:
             settings = self.runtime.settings.model_copy(
                 update={"sync": sync.model_copy(update={"lock_ttl_seconds": ttl})}
             )
@@ -114,155 +258,250 @@ class Worker:
                 token_cache=self.runtime.token_cache,
                 env=self.runtime.env,
             )
+        self._lock_ttl = float(self.runtime.settings.sync.lock_ttl_seconds)
         self.engine = SyncEngine(self.store, self.runtime, on_event=self.on_event)
-        self._stopping = asyncio.Event()
-        self._claimed = 0
+        self._stop = asyncio.Event()
+        self._procrastinate: Any = None
+
+    # --- lifecycle --------------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Finish the running jobs, claim no more (SIGTERM handler)."""
-        self._stopping.set()
-
-    def _now(self) -> float:
-        return self.runtime.clock.time()
-
-    async def _db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return await asyncio.to_thread(fn, *args, **kwargs)
-
-    def backoff(self, attempt: int) -> float:
-        o = self.options
-        return float(min(o.backoff_cap_seconds, o.backoff_base_seconds * 2.0 ** (attempt - 1)))
+        """Take no more jobs; finish the running ones (SIGTERM)."""
+        self._stop.set()
+        if self._procrastinate is not None:
+            self._procrastinate.stop()
 
     async def run(self) -> list[JobOutcome]:
-        """The loop; returns the outcomes (all of them with ``once``)."""
+        """Schedule, recover stalled jobs, run jobs; returns this run's outcomes."""
+        from procrastinate.worker import Worker as ProcrastinateWorker
+
         o = self.options
-        running: set[asyncio.Task[None]] = set()
-        try:
-            while not self._stopping.is_set():
-                if o.every_seconds is not None:
-                    await self._db(
-                        self.queue.enqueue_due,
-                        self._now(),
-                        o.every_seconds,
-                        provider=o.provider,
-                        kind=o.kind,
-                        max_attempts=o.max_attempts,
-                    )
-                while len(running) < o.concurrency and not self._exhausted():
-                    job = await self._db(
-                        self.queue.claim,
-                        self.owner,
-                        self._now(),
-                        o.lease_seconds,
-                        provider=o.provider,
-                    )
-                    if job is None:
-                        break
-                    self._claimed += 1
-                    running.add(asyncio.create_task(self._run_job(job)))
-                if not running and (o.once or self._exhausted()):
-                    break
-                await self._wait(running)
-        finally:
-            if running:
-                await asyncio.gather(*running, return_exceptions=True)
-        return self.outcomes
-
-    def _exhausted(self) -> bool:
-        return self.options.max_jobs is not None and self._claimed >= self.options.max_jobs
-
-    async def _wait(self, running: set[asyncio.Task[None]]) -> None:
-        """Until a job finishes or a poll interval passes (or ``stop()``)."""
-        if running:
-            done, _ = await asyncio.wait(
-                running, timeout=self.options.poll_interval, return_when=asyncio.FIRST_COMPLETED
+        first = len(self.outcomes)
+        async with self.app.open_async():
+            await self.recover_stalled()
+            if o.every_seconds is not None:
+                await self.schedule_due()
+            self._procrastinate = ProcrastinateWorker(
+                self.app,
+                queues=[QUEUE_PREFIX + o.provider] if o.provider else None,
+                name=self.name,
+                concurrency=o.concurrency,
+                wait=not o.once,
+                fetch_job_polling_interval=o.poll_interval,
+                shutdown_graceful_timeout=o.grace_seconds,
+                delete_jobs="successful",
+                additional_context={"pms_worker": self},
+                install_signal_handlers=False,  # the CLI owns signals (and calls stop())
+                update_heartbeat_interval=o.heartbeat_seconds,
+                stalled_worker_timeout=o.stalled_seconds,
             )
-            running.difference_update(done)
-            # A full worker only polls when a slot frees up.
-            if done or len(running) >= self.options.concurrency:
-                return
-        sleeper = asyncio.create_task(self.runtime.clock.sleep(self.options.poll_interval))
-        stopper = asyncio.create_task(self._stopping.wait())
-        waits: set[asyncio.Task[Any]] = {sleeper, stopper, *running}
-        done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        for task in (sleeper, stopper):
-            task.cancel()
-        running.difference_update(done)
+            if self._stop.is_set():
+                return self.outcomes[first:]
+            side = [] if o.once else [asyncio.create_task(self._housekeeping())]
+            try:
+                await self._procrastinate.run()
+            finally:
+                for task in side:
+                    task.cancel()
+                await asyncio.gather(*side, return_exceptions=True)
+                self._procrastinate = None
+        return self.outcomes[first:]
 
-    async def _run_job(self, job: Job) -> None:
-        outcome = JobOutcome(job.id, job.connection_id, None, "failed", job.attempts)
+    async def _housekeeping(self) -> None:
+        """Recover stalled jobs every heartbeat; schedule newly due connections every minute
+        at most (new connections, or ones whose chain of jobs a crash broke)."""
+        o = self.options
+        last_schedule = time.monotonic()
+        while not self._stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), o.heartbeat_seconds)
+            if self._stop.is_set():
+                return
+            try:
+                await self.recover_stalled()
+                every = o.every_seconds
+                if every is not None and time.monotonic() - last_schedule >= min(every, 60.0):
+                    last_schedule = time.monotonic()
+                    await self.schedule_due()
+            except Exception:  # the database went away for a moment: try again next beat
+                logger.warning("worker housekeeping failed", exc_info=True)
+
+    # --- scheduling -----------------------------------------------------------------------
+
+    async def defer(
+        self, conn: Connection, *, at: float, full: bool, every_seconds: float | None
+    ) -> bool:
+        """Queue a sync of ``conn`` at epoch ``at``; False when one is queued already."""
+        return await defer_sync(
+            self.app,
+            conn,
+            at=at,
+            full=full,
+            every_seconds=every_seconds,
+            queued_at=self.runtime.clock.time(),
+        )
+
+    async def schedule_due(self) -> int:
+        """Queue each connection that has no job queued or running, due ``every`` after its
+        last successful sync (or now). Returns the number queued."""
+        o = self.options
+        assert o.every_seconds is not None
+        manager = self.app.job_manager
+        busy: set[str] = set()
+        for status in ("todo", "doing"):
+            for job in await manager.list_jobs_async(task=SYNC_TASK, status=status):
+                busy.add(str(job.task_kwargs.get("connection_id")))
+        conns = await asyncio.to_thread(self.store.list_connections)
+        now = self.runtime.clock.time()
+        queued = 0
+        for conn in conns:
+            if conn.id in busy or conn.status == "disconnected":
+                continue
+            if o.provider and conn.provider != o.provider:
+                continue
+            at = now
+            if conn.last_sync_at is not None:
+                at = max(now, conn.last_sync_at.timestamp() + o.every_seconds - o.next_run_slack())
+            queued += await self.defer(conn, at=at, full=o.full, every_seconds=o.every_seconds)
+        return queued
+
+    async def recover_stalled(self) -> list[int]:
+        """Give the jobs of dead workers back to the queue; fail those out of attempts."""
+        from procrastinate.jobs import Status
+
+        manager = self.app.job_manager
+        recovered: list[int] = []
+        stalled = await manager.get_stalled_jobs(
+            task_name=SYNC_TASK, seconds_since_heartbeat=self.options.stalled_seconds
+        )
+        for job in stalled:
+            assert job.id is not None
+            # Another worker may sweep the same job at the same moment: one of us wins.
+            with contextlib.suppress(Exception):
+                if job.attempts + 1 >= self.options.max_attempts:
+                    await manager.finish_job_by_id_async(job.id, Status.FAILED, False)
+                else:
+                    await manager.retry_job(job)
+                    recovered.append(job.id)
+        return recovered
+
+    # --- one job --------------------------------------------------------------------------
+
+    async def run_job(
+        self,
+        context: JobContext,
+        connection_id: str,
+        full: bool,
+        every_seconds: float | None,
+        queued_at: float | None,
+    ) -> None:
+        """The body of ``pms.sync_connection`` (raises ``SyncRetry``/``SyncFailed``)."""
+        job = context.job
+        outcome = JobOutcome(str(job.id), connection_id, None, "failed", job.attempts + 1)
+        started = self.runtime.clock.time()
+        chain = every_seconds is not None
+        conn: Connection | None = None
         try:
-            conn = await self._db(self.store.get_connection, job.connection_id)
+            conn = await asyncio.to_thread(self.store.get_connection, connection_id)
             if conn is None or conn.status == "disconnected":
                 reason = "the connection no longer exists" if conn is None else "disconnected"
                 outcome.error = {"code": "disconnected", "message": reason}
-                await self._db(self.queue.fail, job, self.owner, self._now(), reason, retry_at=None)
+                chain = False
                 return
             outcome.provider = conn.provider
-            sync = asyncio.create_task(
-                self.engine.sync_connection(
-                    conn, SyncOptions(full=job.kind == "full", trigger="worker")
-                )
-            )
-            lost = await self._heartbeat_until_done(job, sync)
-            if lost:
-                sync.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await sync
-                outcome.status = "lost"
-                outcome.error = {"code": "lease_lost", "message": "another worker took the job"}
+            synced = conn.last_sync_at.timestamp() if conn.last_sync_at else None
+            if queued_at is not None and synced is not None and synced > queued_at:
+                outcome.status = "skipped"
+                if every_seconds is not None:
+                    next_at = synced + every_seconds - self.options.next_run_slack()
+                    await self.defer(conn, at=next_at, full=full, every_seconds=every_seconds)
+                chain = False
                 return
-            result = sync.result()
-            await self._record(job, result, outcome)
-        except Exception as exc:  # a bug or the store went away: keep the worker alive
-            from pms_cli.redact import redact_text
-
-            message = redact_text(f"{type(exc).__name__}: {exc}")
-            outcome.error = {"code": "worker_error", "message": message}
-            with contextlib.suppress(Exception):
-                now = self._now()
-                retry = now + self.backoff(job.attempts)
-                await self._db(self.queue.fail, job, self.owner, now, message, retry_at=retry)
-                outcome.status = "retry" if job.attempts < job.max_attempts else "failed"
+            result = await self._sync_with_heartbeat(conn, full)
+            await self._settle(conn, result, outcome, full, every_seconds)
+            if outcome.status in ("locked", "retry"):
+                chain = False
+        except asyncio.CancelledError:
+            # Shutdown after the grace period: the engine marked its run interrupted and
+            # released its lock; a fresh job puts the connection back in the queue.
+            outcome.status = "given back"
+            chain = False
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(
+                        self.defer(conn, at=time.time(), full=full, every_seconds=every_seconds)
+                    )
+            raise
         finally:
+            if chain and conn is not None and every_seconds is not None:
+                next_at = started + every_seconds - self.options.next_run_slack()
+                with contextlib.suppress(Exception):
+                    await self.defer(conn, at=next_at, full=full, every_seconds=every_seconds)
             self.outcomes.append(outcome)
             if self.on_outcome is not None:
                 self.on_outcome(outcome)
+        if outcome.status == "retry":
+            raise SyncRetry(self._message(outcome), self.options.backoff(outcome.attempt))
+        if outcome.status == "failed":
+            raise SyncFailed(self._message(outcome))
 
-    async def _heartbeat_until_done(self, job: Job, sync: asyncio.Task[SyncResult]) -> bool:
-        """Extend the lease every third of it while the sync runs; True if the lease was lost."""
-        interval = self.options.lease_seconds / 3
-        while True:
-            timer = asyncio.create_task(self.runtime.clock.sleep(interval))
-            done, _ = await asyncio.wait({sync, timer}, return_when=asyncio.FIRST_COMPLETED)
-            if sync in done:
-                timer.cancel()
-                return False
-            ok = await self._db(
-                self.queue.heartbeat, job, self.owner, self._now(), self.options.lease_seconds
-            )
-            if not ok:
-                return True
+    @staticmethod
+    def _message(outcome: JobOutcome) -> str:
+        return str((outcome.error or {}).get("message") or outcome.status)
 
-    async def _record(self, job: Job, result: SyncResult, outcome: JobOutcome) -> None:
-        now = self._now()
-        summary = result.to_dict()
-        outcome.result = summary
+    async def _settle(
+        self,
+        conn: Connection,
+        result: SyncResult,
+        outcome: JobOutcome,
+        full: bool,
+        every_seconds: float | None,
+    ) -> None:
+        outcome.result = result.to_dict()
         outcome.error = result.error
         if result.status in ("succeeded", "partial"):
             outcome.status = result.status
-            await self._db(self.queue.complete, job, self.owner, now, result.status, summary)
+            return
+        if result.status == "locked":
+            # Another sync holds the connection (a cron `pms sync`, or a dead worker's lock
+            # not yet expired): try again later, without spending an attempt.
+            outcome.status = "locked"
+            at = self.runtime.clock.time() + self.options.locked_retry_seconds
+            await self.defer(conn, at=at, full=full, every_seconds=every_seconds)
             return
         error = result.error or {}
-        message = str(error.get("message") or result.status)
-        if result.status == "locked":
-            outcome.status = "locked"
-            again = now + self.options.locked_retry_seconds
-            await self._db(self.queue.release, job, self.owner, now, again, message)
-            return
         # Exit code 1 = transient or unknown (retry); 2/3 = config or credentials (user acts).
         retryable = int(error.get("exit_code", EXIT_FAILED)) == EXIT_FAILED
-        retry_at = now + self.backoff(job.attempts) if retryable else None
-        outcome.status = "retry" if retry_at and job.attempts < job.max_attempts else "failed"
-        await self._db(
-            self.queue.fail, job, self.owner, now, message, retry_at=retry_at, result=summary
+        outcome.status = (
+            "retry" if retryable and outcome.attempt < self.options.max_attempts else "failed"
         )
+
+    async def _sync_with_heartbeat(self, conn: Connection, full: bool) -> SyncResult:
+        sync = asyncio.create_task(
+            self.engine.sync_connection(conn, SyncOptions(full=full, trigger="worker"))
+        )
+        try:
+            while True:
+                done, _ = await asyncio.wait({sync}, timeout=self.options.heartbeat_seconds)
+                if done:
+                    return sync.result()
+                if self._extends_locks:
+                    with contextlib.suppress(Exception):
+                        await asyncio.to_thread(self._extend_engine_lock, conn.id)
+        except asyncio.CancelledError:
+            sync.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await sync
+            raise
+
+    def _extend_engine_lock(self, connection_id: str) -> None:
+        """Keep this process's ``pms_locks`` row alive while its sync runs (see class doc)."""
+        from pms_cli.stores.sql import HOST, SqlStore
+
+        store = self.store
+        assert isinstance(store, SqlStore)
+        with store._tx() as cur:
+            cur.execute(
+                _EXTEND_LOCK.replace("?", store.ph),
+                [time.time() + self._lock_ttl, connection_id, HOST, os.getpid()],
+            )

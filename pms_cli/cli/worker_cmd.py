@@ -1,4 +1,4 @@
-"""`pms worker`: pull connection syncs from the shared job queue (one of a fleet, or alone)."""
+"""`pms worker`: run connection syncs as Procrastinate jobs (one of a fleet, or alone)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,12 @@ from typing import TYPE_CHECKING
 import typer
 
 if TYPE_CHECKING:
-    from pms_cli.worker import JobOutcome
+    from pms_cli.worker import JobOutcome, WorkerOptions
+
+FLEET_NOTE = (
+    "Note: a fleet of workers needs PostgreSQL (PMS_DATABASE_URL, then `pms db migrate`); "
+    "this worker runs the schedule in this process only."
+)
 
 
 def _line(outcome: JobOutcome) -> str:
@@ -27,17 +32,35 @@ def _line(outcome: JobOutcome) -> str:
     )
 
 
+def _totals(outcomes: list[JobOutcome]) -> str:
+    counts: dict[str, int] = {}
+    for o in outcomes:
+        counts[o.status] = counts.get(o.status, 0) + 1
+    requests = sum(int((o.result or {}).get("requests", 0)) for o in outcomes)
+    by_status = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    return f"{len(outcomes)} job(s): {by_status}; {requests} requests"
+
+
+def _banner(store: str, fleet: bool, options: WorkerOptions) -> str:
+    every = (
+        "runs queued jobs only (--every 0)"
+        if options.every_seconds is None
+        else f"every {options.every_seconds / 60:g} min{' (full)' if options.full else ''}"
+    )
+    queue = "Procrastinate queue (fleet)" if fleet else "in-process queue"
+    scope = f", provider {options.provider}" if options.provider else ""
+    mode = ", once" if options.once else ""
+    return f"pms worker: {store}, {queue}, concurrency {options.concurrency}, {every}{scope}{mode}"
+
+
 def register(app: typer.Typer) -> None:
     @app.command("worker")
     def worker(
         once: bool = typer.Option(
-            False, "--once", help="Queue what is due, run until the queue is drained, then exit."
+            False, "--once", help="Queue what is due, run what is runnable now, then exit."
         ),
         concurrency: int = typer.Option(
             4, "--concurrency", min=1, help="Connections this worker syncs at once."
-        ),
-        poll_interval: float = typer.Option(
-            5.0, "--poll-interval", min=0.1, help="Seconds between polls of an empty queue."
         ),
         every: float = typer.Option(
             60.0,
@@ -48,17 +71,28 @@ def register(app: typer.Typer) -> None:
         provider: str | None = typer.Option(
             None, "--provider", help="Only queue and run this provider's connections."
         ),
-        lease: float = typer.Option(
-            60.0,
-            "--lease",
-            min=5,
-            help="Seconds without a heartbeat after which another worker takes a job over.",
-        ),
-        max_jobs: int | None = typer.Option(
-            None, "--max-jobs", min=1, help="Exit after claiming this many jobs."
-        ),
         full: bool = typer.Option(
             False, "--full", help="Queue full refreshes instead of incremental syncs."
+        ),
+        stalled_after: float = typer.Option(
+            30.0,
+            "--stalled-after",
+            min=0.5,
+            help="Seconds without a heartbeat after which a worker counts as dead and its "
+            "jobs go back to the queue.",
+        ),
+        poll_interval: float = typer.Option(
+            5.0,
+            "--poll-interval",
+            min=0.1,
+            help="Seconds between queue polls (new jobs also wake workers at once).",
+        ),
+        grace: float | None = typer.Option(
+            None,
+            "--grace",
+            min=0,
+            help="On SIGTERM, wait this many seconds for running jobs, then give them back "
+            "to the queue (default: wait until they finish).",
         ),
         as_json: bool = typer.Option(
             False,
@@ -66,18 +100,20 @@ def register(app: typer.Typer) -> None:
             help="With --once: one JSON summary. Otherwise: one JSON object per job and line.",
         ),
     ) -> None:
-        """Run connection syncs from the job queue; start several (on several machines) to share
-        the work. Each connection is synced by at most one worker at a time; a worker that dies
-        leaves its job to the others once its lease expires.
+        """Run connection syncs from the job queue (Procrastinate on PostgreSQL); start several,
+        on several machines, to share the work. A connection is queued at most once and synced
+        by one worker at a time; a worker that dies (even SIGKILL) leaves its job to the others
+        once its heartbeat is `--stalled-after` seconds old.
 
-        Needs PMS_DATABASE_URL (PostgreSQL, after `pms db migrate`) for a fleet; with the local
-        SQLite store, workers on one machine share the file. SIGTERM: finish running jobs, exit.
+        Needs PMS_DATABASE_URL (after `pms db migrate`) for a fleet; with the local SQLite file
+        it runs the same schedule in this process only. SIGTERM: finish running jobs, exit.
 
-        Examples: `pms worker --concurrency 8`  ·  cron: `pms worker --once --every 15 --json`
+        Examples: `pms worker --concurrency 8 --every 15`  ·  cron: `pms worker --once --json`
         """
         import asyncio
         import contextlib
         import json
+        import logging
         import signal
         import sys
 
@@ -86,21 +122,34 @@ def register(app: typer.Typer) -> None:
         from pms_cli.providers import get_provider
         from pms_cli.redact import redact_text
         from pms_cli.sync.session import Runtime
-        from pms_cli.worker import Worker, WorkerOptions
+        from pms_cli.worker import Worker, WorkerOptions, memory_app, postgres_app
 
         if provider is not None:
             provider = get_provider(provider).name  # unknown names: a ConfigError with a hint
         settings, store = settings_and_store()
         options = WorkerOptions(
             concurrency=concurrency,
-            poll_interval=poll_interval,
-            lease_seconds=lease,
             every_seconds=every * 60 if every > 0 else None,
             provider=provider,
             once=once,
-            max_jobs=max_jobs,
-            kind="full" if full else "sync",
+            full=full,
+            stalled_seconds=stalled_after,
+            poll_interval=poll_interval,
+            grace_seconds=grace,
         )
+        # Procrastinate logs each failed job with its traceback; the per-job lines say it all.
+        logging.getLogger("procrastinate").addHandler(logging.NullHandler())
+        logging.getLogger("procrastinate").propagate = False
+        fleet = settings.database_url is not None
+        if fleet:
+            assert settings.database_url is not None
+            app = postgres_app(settings.database_url.get_secret_value(), concurrency)
+        else:
+            app = memory_app()
+        if not as_json:
+            out.print(_banner(store.description, fleet, options), highlight=False, markup=False)
+            if not fleet:
+                out.print(FLEET_NOTE, highlight=False, markup=False)
 
         def report(outcome: JobOutcome) -> None:
             if once and as_json:
@@ -112,7 +161,7 @@ def register(app: typer.Typer) -> None:
                 out.print(_line(outcome), highlight=False, markup=False)
 
         async def main() -> list[JobOutcome]:
-            w = Worker(store, Runtime(settings), options, on_outcome=report)
+            w = Worker(store, Runtime(settings), app, options, on_outcome=report)
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
@@ -133,7 +182,10 @@ def register(app: typer.Typer) -> None:
                     "jobs": [o.to_dict() for o in outcomes],
                 }
             )
-        elif once and not outcomes:
-            out.print("Nothing to do: no connection is due and the queue is empty.")
+        elif not as_json:
+            if once and not outcomes:
+                out.print("Nothing to do: no connection is due and the queue is empty.")
+            elif outcomes:
+                out.print(_totals(outcomes), highlight=False, markup=False)
         if failed:
             raise typer.Exit(1)

@@ -6,15 +6,28 @@ per window instead. Limiters are shared by key, so two connections of one Hostaw
 all connections behind one IP, draw from the same budget.
 
 Credit budgets (Beds24) are paced from the provider's own response headers via ``observe``.
+
+Per-IP budgets (Hostaway's 15 requests / 10 s) are shared by every pms process of a host —
+a cron `pms sync`, workers and the webhook receiver leave by the same address — through a small
+log file per window under the data dir, read and written under an ``fcntl`` lock
+(``SharedWindow``). Account budgets stay per process: a fleet's machines share those through
+the queue, which syncs a connection in one place at a time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import json
 import math
+import os
+import re
+import uuid
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Protocol
 
 from pms_cli.http.clock import Clock
 
@@ -44,9 +57,12 @@ class Slot:
 
     __slots__ = ("done", "sent")
 
-    def __init__(self, sent: float) -> None:
+    def __init__(self, sent: float, done: float | None = None) -> None:
         self.sent = sent
-        self.done: float | None = None
+        self.done = done
+
+    def settle(self, now: float) -> None:
+        self.done = now
 
 
 class SlidingWindow:
@@ -81,10 +97,132 @@ class SlidingWindow:
                 wait = max(wait, slot.done + self.span - now)
         return wait
 
-    def record(self, now: float) -> Slot:
+    def record(self, now: float) -> Slot | None:
         slot = Slot(now)
         self.slots.append(slot)
         return slot
+
+
+class Budget(Protocol):
+    """A window a request must fit in: ``SlidingWindow`` (this process) or ``SharedWindow``."""
+
+    def wait_needed(self, now: float) -> float: ...
+
+    def record(self, now: float) -> Slot | None:
+        """Take a slot, or None when the budget filled up since ``wait_needed`` (another
+        process took the room)."""
+        ...
+
+
+SHARED_IN_FLIGHT_MAX = 120.0
+"""Seconds after which another process's unanswered request stops counting: longer than any
+request timeout, so only a process that died mid-request leaves such an entry."""
+
+
+class SharedSlot(Slot):
+    __slots__ = ("key", "owner")
+
+    def __init__(self, owner: SharedWindow, key: str, sent: float) -> None:
+        super().__init__(sent)
+        self.owner = owner
+        self.key = key
+
+    def settle(self, now: float) -> None:
+        super().settle(now)
+        self.owner.settle(self.key, now)
+
+    def cancel(self) -> None:
+        self.owner.settle(self.key, None)
+
+
+class SharedWindow:
+    """``SlidingWindow`` whose log is a file, so all processes of a host draw from one budget.
+
+    Each call locks the file (``fcntl.flock``), reads the few entries, decides, and writes
+    back only when it changes something; the file holds at most ``limit`` live entries, so a
+    call costs a few microseconds of I/O. Times come from the clock's ``monotonic()``, which on
+    Linux and macOS counts from boot for every process on the machine (containers included).
+    A torn or unreadable file is treated as empty rather than failing a sync.
+    """
+
+    def __init__(self, window: Window, path: Path, slack: float = 0.05) -> None:
+        self.window = window
+        self.path = path
+        self._local = SlidingWindow(window, slack)
+        self._prefix = f"{os.getpid()}-{uuid.uuid4().hex[:6]}-"
+        self._count = itertools.count()
+
+    @contextlib.contextmanager
+    def _locked(self, exclusive: bool) -> Iterator[tuple[IO[str], list[list[Any]]]]:
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "r+", encoding="utf-8") as f:
+            fcntl.flock(f, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            try:
+                raw = f.read()
+                try:
+                    entries = json.loads(raw) if raw else []
+                except ValueError:
+                    entries = []
+                yield f, entries if isinstance(entries, list) else []
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    @staticmethod
+    def _write(f: IO[str], entries: list[list[Any]]) -> None:
+        f.seek(0)
+        f.truncate()
+        f.write(json.dumps(entries, separators=(",", ":")))
+        f.flush()
+
+    def _live(self, entries: list[list[Any]], now: float) -> list[list[Any]]:
+        span = self._local.span
+        live = []
+        for entry in entries:
+            with contextlib.suppress(ValueError, TypeError):
+                _key, sent, done = entry[0], float(entry[1]), entry[2]
+                if done is None:
+                    if sent + span + SHARED_IN_FLIGHT_MAX > now:
+                        live.append(entry)
+                elif float(done) + span > now:
+                    live.append(entry)
+        return live
+
+    def _wait(self, entries: list[list[Any]], now: float) -> float:
+        slots = sorted(
+            (Slot(float(e[1]), None if e[2] is None else float(e[2])) for e in entries),
+            key=lambda s: s.sent,
+        )
+        self._local.slots = deque(slots)
+        return self._local.wait_needed(now)
+
+    def wait_needed(self, now: float) -> float:
+        with self._locked(exclusive=False) as (_, entries):
+            return self._wait(self._live(entries, now), now)
+
+    def record(self, now: float) -> SharedSlot | None:
+        with self._locked(exclusive=True) as (f, entries):
+            live = self._live(entries, now)
+            if self._wait(live, now) > 0:
+                return None
+            key = f"{self._prefix}{next(self._count)}"
+            live.append([key, now, None])
+            self._write(f, live)
+        return SharedSlot(self, key, now)
+
+    def settle(self, key: str, now: float | None) -> None:
+        """Mark our request answered at ``now`` (None: never sent, forget it)."""
+        with self._locked(exclusive=True) as (f, entries):
+            kept = []
+            for entry in entries:
+                if entry and entry[0] == key:
+                    if now is None:
+                        continue
+                    entry = [key, entry[1], now]
+                kept.append(entry)
+            self._write(f, kept)
 
 
 @dataclass
@@ -96,7 +234,7 @@ class Permit:
 
     def settle(self, now: float) -> None:
         for slot in self.slots:
-            slot.done = now
+            slot.settle(now)
 
 
 @dataclass
@@ -128,7 +266,7 @@ class RateLimiter:
     """
 
     clock: Clock
-    windows: Sequence[SlidingWindow] = ()
+    windows: Sequence[Budget] = ()
     credits: CreditBudget | None = None
     read_credits: HeaderReader | None = None
 
@@ -143,7 +281,9 @@ class RateLimiter:
             wait = max((w.wait_needed(now) for w in self.windows), default=0.0)
             credit_wait = self.credits.wait_needed(now) if self.credits is not None else 0.0
             if wait <= 0 and credit_wait <= 0:
-                return Permit(waited, [w.record(now) for w in self.windows])
+                if (slots := self._record_all(now)) is not None:
+                    return Permit(waited, slots)
+                wait = IN_FLIGHT_POLL  # another process took the room in between: look again
             reason = "credits" if credit_wait > wait else "rate limit"
             # Round up to the millisecond so float error cannot make us spin.
             wait = math.ceil(max(wait, credit_wait) * 1000) / 1000
@@ -151,6 +291,20 @@ class RateLimiter:
             if on_wait is not None:
                 on_wait(wait, reason)
             await self.clock.sleep(wait)
+
+    def _record_all(self, now: float) -> list[Slot] | None:
+        """A slot in every window, or in none (a shared window may have filled up meanwhile:
+        those go first, so only their slots ever need taking back)."""
+        slots: list[Slot] = []
+        for window in sorted(self.windows, key=lambda w: not isinstance(w, SharedWindow)):
+            slot = window.record(now)
+            if slot is None:
+                for taken in slots:
+                    if isinstance(taken, SharedSlot):
+                        taken.cancel()
+                return None
+            slots.append(slot)
+        return slots
 
     def observe(self, headers: Mapping[str, str]) -> None:
         """Feed response headers to a credit budget (no-op for pure window limits)."""
@@ -164,17 +318,40 @@ class RateLimiter:
 
 
 class LimiterRegistry:
-    """Shares budgets by key across connections within a process."""
+    """Shares budgets by key across connections within a process, and per-IP budgets across
+    the processes of a host when ``shared_dir`` names where their window files live."""
 
-    def __init__(self) -> None:
-        self._windows: dict[tuple[str, Window], SlidingWindow] = {}
+    def __init__(self, shared_dir: Path | Callable[[], Path] | None = None) -> None:
+        self._windows: dict[tuple[str, Window], Budget] = {}
         self._credits: dict[str, CreditBudget] = {}
+        self._shared_dir = shared_dir
 
     def window(self, key: str, window: Window) -> SlidingWindow:
-        return self._windows.setdefault((key, window), SlidingWindow(window))
+        budget = self._windows.setdefault((key, window), SlidingWindow(window))
+        assert isinstance(budget, SlidingWindow)
+        return budget
+
+    def ip_window(self, key: str, window: Window) -> Budget:
+        """The budget of every request leaving this host for ``key`` (e.g. ``hostaway:ip``)."""
+        found = self._windows.get((key, window))
+        if found is None:
+            directory = self._shared_dir() if callable(self._shared_dir) else self._shared_dir
+            if directory is None or os.name == "nt":  # no fcntl: budgets stay per process
+                found = SlidingWindow(window)
+            else:
+                name = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{key}-{window.limit}-{window.seconds:g}")
+                found = SharedWindow(window, directory / f"{name}.json")
+            self._windows[(key, window)] = found
+        return found
 
     def credits(self, key: str) -> CreditBudget:
         return self._credits.setdefault(key, CreditBudget())
 
 
-GLOBAL_LIMITERS = LimiterRegistry()
+def _state_dir() -> Path:
+    from pms_cli.config import data_dir
+
+    return data_dir() / "ratelimit"
+
+
+GLOBAL_LIMITERS = LimiterRegistry(shared_dir=_state_dir)

@@ -13,14 +13,18 @@ Bump ``schema.SCHEMA_VERSION`` to the new version in the same change.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 from pms_cli.stores.schema import (
+    DROP_JOBS_V2,
     SCHEMA_VERSION,
     TABLES_V1,
     ddl_checkpoints,
-    ddl_jobs,
+    ddl_jobs_v2,
     ddl_v1,
 )
 
@@ -127,7 +131,7 @@ def _v2() -> Step:
         2,
         "pms_jobs: the queue `pms worker` processes pull connection syncs from",
         (
-            *ddl_jobs("postgres"),
+            *ddl_jobs_v2("postgres"),
             "ALTER TABLE pms_jobs ENABLE ROW LEVEL SECURITY",
             *_policy("pms_jobs", "organization_id = pms_current_org()"),
         ),
@@ -151,7 +155,75 @@ def _v3() -> Step:
     )
 
 
-STEPS: list[Step] = [_v1(), _v2(), _v3()]
+#: The Procrastinate release whose schema step 4 installs. Upgrading the dependency past a
+#: schema change means a new step that applies Procrastinate's own migration files
+#: (``procrastinate/sql/migrations/*.sql``) from this version on; a test fails until then.
+PROCRASTINATE_SCHEMA = "3.10.0"
+PROCRASTINATE_TABLES = (
+    "procrastinate_jobs",
+    "procrastinate_events",
+    "procrastinate_periodic_defers",
+    "procrastinate_workers",
+)
+
+
+@cache
+def procrastinate_schema_sql() -> str:
+    """Procrastinate's ``schema.sql``, read from the installed package without importing it
+    (importing procrastinate costs tens of milliseconds that `pms status` should not pay)."""
+    spec = importlib.util.find_spec("procrastinate")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the procrastinate package is not installed")
+    root = Path(next(iter(spec.submodule_search_locations)))
+    return (root / "sql" / "schema.sql").read_text(encoding="utf-8")
+
+
+def _procrastinate_install() -> str:
+    # Procrastinate's schema is plain CREATE statements; the guard makes the printed script
+    # re-runnable (and leaves alone a database that already runs Procrastinate for other work).
+    return (
+        "DO $pms_procrastinate$\nBEGIN\n"
+        "  IF to_regclass('procrastinate_jobs') IS NULL THEN\n"
+        f"    EXECUTE $procrastinate_schema$\n{procrastinate_schema_sql().strip()}\n"
+        "$procrastinate_schema$;\n  END IF;\nEND\n$pms_procrastinate$"
+    )
+
+
+def _engine_tables_private() -> list[str]:
+    """The queue is not tenant data: no reader policy, and Supabase's API roles lose the
+    privileges its default grants give them (tables and the ``procrastinate_*`` functions,
+    which PostgREST would otherwise expose as RPCs). Plain Postgres has no such roles."""
+    tables = ", ".join(PROCRASTINATE_TABLES)
+    out = [f"ALTER TABLE {t} ENABLE ROW LEVEL SECURITY" for t in PROCRASTINATE_TABLES]
+    out.append(
+        "DO $pms_revoke$\nDECLARE\n  api_role text;\n  obj text;\nBEGIN\n"
+        "  FOREACH api_role IN ARRAY ARRAY['anon', 'authenticated'] LOOP\n"
+        "    CONTINUE WHEN NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = api_role);\n"
+        f"    EXECUTE format('REVOKE ALL ON {tables} FROM %I', api_role);\n"
+        "    FOR obj IN SELECT c.oid::regclass::text FROM pg_class c\n"
+        "        WHERE c.relkind = 'S' AND c.relname LIKE 'procrastinate%'\n"
+        "        AND c.relnamespace = current_schema()::regnamespace LOOP\n"
+        "      EXECUTE format('REVOKE ALL ON SEQUENCE %s FROM %I', obj, api_role);\n"
+        "    END LOOP;\n"
+        "    FOR obj IN SELECT p.oid::regprocedure::text FROM pg_proc p\n"
+        "        WHERE p.proname LIKE 'procrastinate%'\n"
+        "        AND p.pronamespace = current_schema()::regnamespace LOOP\n"
+        "      EXECUTE format('REVOKE ALL ON FUNCTION %s FROM %I', obj, api_role);\n"
+        "    END LOOP;\n  END LOOP;\nEND\n$pms_revoke$"
+    )
+    return out
+
+
+def _v4() -> Step:
+    return Step(
+        4,
+        f"`pms worker` on Procrastinate {PROCRASTINATE_SCHEMA}: its schema, private to writers; "
+        "pms_jobs dropped",
+        (DROP_JOBS_V2, _procrastinate_install(), *_engine_tables_private()),
+    )
+
+
+STEPS: list[Step] = [_v1(), _v2(), _v3(), _v4()]
 
 _VERSION_DDL = (
     f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (\n"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # logical type → (sqlite, postgres)
 TYPES = {
@@ -236,7 +236,9 @@ LOCKS = Table(
     ("connection_id",),
 )
 
-JOBS = Table(
+# Version 2's home-made `pms worker` queue, frozen: the v2 migration step replays it and v3
+# drops it (`pms worker` now runs on Procrastinate's tables). Not part of the current schema.
+JOBS_V2 = Table(
     "pms_jobs",
     (
         ("id", "text", "NOT NULL"),
@@ -288,7 +290,7 @@ TABLES_V1 = (
     LOCKS,
 )
 
-TABLES = (*TABLES_V1, JOBS, CHECKPOINTS)
+TABLES = (*TABLES_V1, CHECKPOINTS)
 
 #: What `pms disconnect --purge` deletes for a connection (its row and sync log stay).
 PURGED_ON_DISCONNECT = tuple(
@@ -301,13 +303,10 @@ PURGED_ON_DISCONNECT = tuple(
         SYNC_STATE,
         CHECKPOINTS,
         WEBHOOK_EVENTS,
-        JOBS,
     )
 )
 
-# At most one queued or running job per connection: enqueueing is idempotent across a fleet,
-# and a connection is never handed to two workers at once.
-JOBS_ACTIVE_UNIQUE = (
+JOBS_V2_ACTIVE_UNIQUE = (
     "CREATE UNIQUE INDEX IF NOT EXISTS pms_jobs_active_uq ON pms_jobs (connection_id) "
     "WHERE status IN ('queued', 'running')"
 )
@@ -327,9 +326,12 @@ def ddl_v1(dialect: str) -> list[str]:
     return statements
 
 
-def ddl_jobs(dialect: str) -> list[str]:
-    """Version 2: the `pms worker` job queue."""
-    return [*JOBS.ddl(dialect), JOBS_ACTIVE_UNIQUE]
+def ddl_jobs_v2(dialect: str) -> list[str]:
+    """Version 2 (frozen): the home-made `pms worker` job queue, dropped again by version 4."""
+    return [*JOBS_V2.ddl(dialect), JOBS_V2_ACTIVE_UNIQUE]
+
+
+DROP_JOBS_V2 = "DROP TABLE IF EXISTS pms_jobs"
 
 
 def ddl_checkpoints(dialect: str) -> list[str]:
@@ -338,5 +340,9 @@ def ddl_checkpoints(dialect: str) -> list[str]:
 
 
 def ddl(dialect: str) -> list[str]:
-    """The whole current schema (SQLite creates it on open; Postgres replays the steps)."""
-    return [*ddl_v1(dialect), *ddl_jobs(dialect), *ddl_checkpoints(dialect)]
+    """The whole current schema (SQLite creates it on open; Postgres replays the steps).
+
+    SQLite files created before version 4 may carry the old `pms worker` queue table; dropping
+    it on open is their upgrade (nothing in it outlives a worker run).
+    """
+    return [*ddl_v1(dialect), *ddl_checkpoints(dialect), DROP_JOBS_V2]

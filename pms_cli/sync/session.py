@@ -22,7 +22,7 @@ from pms_cli.errors import ConfigError
 from pms_cli.http import ratelimit
 from pms_cli.http.client import HttpClient
 from pms_cli.http.clock import Clock, SystemClock
-from pms_cli.http.ratelimit import LimiterRegistry, RateLimiter, Window
+from pms_cli.http.ratelimit import Budget, LimiterRegistry, RateLimiter, Window
 from pms_cli.http.tokens import (
     EncryptedRowStore,
     EncryptedStoreTokenCache,
@@ -135,8 +135,10 @@ async def open_adapter(
         provider=provider.name,
     )
     account, ip = rate_limits(provider, runtime.settings, conn_settings)
-    windows = [runtime.limiters.window(f"{provider.name}:{account_ref}", w) for w in account]
-    windows += [runtime.limiters.window(f"{provider.name}:ip", w) for w in ip]
+    windows: list[Budget] = [
+        runtime.limiters.window(f"{provider.name}:{account_ref}", w) for w in account
+    ]
+    windows += [runtime.limiters.ip_window(f"{provider.name}:ip", w) for w in ip]
     limiter = RateLimiter(
         clock=runtime.clock,
         windows=windows,

@@ -1,7 +1,9 @@
 """Worker tests run on the real temporary PostgreSQL of tests/stores (bench/pgtemp.py).
 
 The fixtures are re-exported from tests/stores/conftest.py; this directory gets its own
-session server (a few seconds), and every test starts from truncated tables.
+session server (a few seconds), and every test starts from truncated tables, Procrastinate's
+included. Clocks are real: Procrastinate compares ``scheduled_at`` with the database's
+``now()``; the relaxed sandbox never makes a client wait, so nothing sleeps.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from pms_cli.config import load_settings
@@ -17,9 +20,9 @@ from pms_cli.http.ratelimit import LimiterRegistry
 from pms_cli.http.tokens import MemoryTokenCache
 from pms_cli.sandbox.server import MountedSandbox, SandboxOptions
 from pms_cli.stores.base import Connection
+from pms_cli.stores.migrations import PROCRASTINATE_TABLES
 from pms_cli.stores.postgres import PostgresStore
 from pms_cli.sync.session import Runtime
-from tests.conftest import SharedClock
 from tests.stores.conftest import fresh_db, pg_migrated_url, pg_server, truncate_all
 
 __all__ = ["fresh_db", "pg_migrated_url", "pg_server"]
@@ -28,6 +31,8 @@ __all__ = ["fresh_db", "pg_migrated_url", "pg_server"]
 @pytest.fixture
 def pg_url(pg_migrated_url: str) -> str:
     truncate_all(pg_migrated_url)
+    with psycopg.connect(pg_migrated_url, autocommit=True) as conn:
+        conn.execute(f"TRUNCATE {', '.join(PROCRASTINATE_TABLES)} CASCADE")
     return pg_migrated_url
 
 
@@ -46,10 +51,10 @@ def open_store(pg_url: str) -> Iterator[Callable[[], PostgresStore]]:
 
 
 @pytest.fixture
-def hostaway(clock: SharedClock) -> MountedSandbox:
+def hostaway() -> MountedSandbox:
     from pms_cli.sandbox.hostaway import build_sandbox
 
-    return build_sandbox(SandboxOptions(clock=clock, relaxed=True, listings=3, reservations=40))
+    return build_sandbox(SandboxOptions(relaxed=True, listings=3, reservations=40))
 
 
 def add_connection(store: Any, sandbox: MountedSandbox, conn_id: str, **fields: Any) -> Connection:
@@ -63,7 +68,7 @@ def add_connection(store: Any, sandbox: MountedSandbox, conn_id: str, **fields: 
         secret_location="env",
         settings={
             "public": {"account_id": sandbox.credentials["account_id"]},
-            "base_url": f"http://sandbox{sandbox.api_path}",
+            "base_url": fields.pop("base_url", f"http://sandbox{sandbox.api_path}"),
         },
         **fields,
     )
@@ -71,10 +76,9 @@ def add_connection(store: Any, sandbox: MountedSandbox, conn_id: str, **fields: 
     return conn
 
 
-def runtime_for(sandbox: MountedSandbox, clock: SharedClock, **settings: Any) -> Runtime:
+def runtime_for(sandbox: MountedSandbox, **settings: Any) -> Runtime:
     return Runtime(
         load_settings(**settings),
-        clock=clock,
         limiters=LimiterRegistry(),
         transport=httpx.ASGITransport(app=sandbox.app),
         token_cache=MemoryTokenCache(),

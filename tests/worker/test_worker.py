@@ -1,14 +1,19 @@
-"""`pms worker` and the pms_jobs queue on a real PostgreSQL: leases, SKIP LOCKED, reclaiming."""
+"""`pms worker` on Procrastinate, on a real PostgreSQL: schema, queueing, locks, retries,
+stalled-job recovery across processes, and the command."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import queue
 import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -17,206 +22,178 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from pms_cli.sandbox.server import MountedSandbox
+from pms_cli.sandbox.server import MountedSandbox, SandboxOptions, build, running
 from pms_cli.stores import migrations
-from pms_cli.stores.jobs import JobQueue
 from pms_cli.stores.postgres import PostgresStore
-from pms_cli.stores.sqlite import SqliteStore
 from pms_cli.sync.engine import SyncEngine
-from pms_cli.worker import Worker, WorkerOptions
-from tests.conftest import SharedClock
+from pms_cli.worker import Worker, WorkerOptions, defer_sync, memory_app, postgres_app
 from tests.worker.conftest import add_connection, runtime_for
 
 pytestmark = pytest.mark.postgres
 
 ROOT = Path(__file__).resolve().parents[2]
-LEASE = 60.0
+
+
+def jobs(url: str) -> list[tuple[str, str, int, float]]:
+    """(connection, status, attempts, seconds until scheduled) for every job in the queue."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT args->>'connection_id', status::text, attempts, "
+            "coalesce(extract(epoch FROM scheduled_at - now()), 0)::float "
+            "FROM procrastinate_jobs ORDER BY id"
+        ).fetchall()
+    return [(str(r[0]), str(r[1]), int(r[2]), float(r[3])) for r in rows]
+
+
+def worker(store: PostgresStore, url: str, runtime: Any, **options: Any) -> Worker:
+    opts = WorkerOptions(**{"once": True, "concurrency": 2, "every_seconds": 3600, **options})
+    return Worker(store, runtime, postgres_app(url, opts.concurrency), opts)
 
 
 # --- schema ----------------------------------------------------------------------------------
 
 
-def test_a_version_1_database_is_upgraded_to_the_job_queue_and_keeps_its_rows(
+def test_a_version_2_database_gets_procrastinate_loses_pms_jobs_and_keeps_its_rows(
     fresh_db: str, monkeypatch: pytest.MonkeyPatch, hostaway: MountedSandbox
 ) -> None:
     with monkeypatch.context() as m:
-        m.setattr(migrations, "STEPS", migrations.STEPS[:1])
+        m.setattr(migrations, "STEPS", migrations.STEPS[:2])
         old = PostgresStore(fresh_db, check_schema=False)
-        assert old.migrate() == [1]
+        assert old.migrate() == [1, 2]
         add_connection(old, hostaway, "c1")
         old.close()
+    store = PostgresStore(fresh_db, check_schema=False)
+    latest = migrations.latest_version()
+    assert store.migrate() == list(range(3, latest + 1))
+    assert store.migrate() == []  # twice: nothing left to do
+    assert store.schema_version() == latest
+    assert store.get_connection("c1") is not None
+    store.close()
     with psycopg.connect(fresh_db) as conn:
         assert conn.execute("SELECT to_regclass('pms_jobs')").fetchone() == (None,)
-    store = PostgresStore(fresh_db, check_schema=False)
-    assert store.migrate() == list(range(2, migrations.latest_version() + 1))
-    assert store.migrate() == []
-    assert store.schema_version() == migrations.latest_version()
-    assert store.get_connection("c1") is not None
-    assert JobQueue(store).enqueue("c1", 1000.0) is not None
-    store.close()
-    with psycopg.connect(fresh_db) as conn:
-        rls = conn.execute("SELECT relrowsecurity FROM pg_class WHERE relname = 'pms_jobs'")
-        assert rls.fetchone() == (True,)
+        rls = conn.execute(
+            "SELECT relname, relrowsecurity FROM pg_class WHERE relname = ANY(%s) ORDER BY 1",
+            [list(migrations.PROCRASTINATE_TABLES)],
+        ).fetchall()
+    assert rls == sorted((t, True) for t in migrations.PROCRASTINATE_TABLES)
 
 
-def test_the_printed_migration_creates_the_job_queue_with_its_one_active_job_index() -> None:
+def test_the_printed_script_installs_procrastinate_and_rerunning_it_changes_nothing(
+    fresh_db: str,
+) -> None:
     sql = migrations.migration_sql()
-    assert "-- version 2:" in sql
-    assert "CREATE TABLE IF NOT EXISTS pms_jobs" in sql
-    assert "pms_jobs_active_uq ON pms_jobs (connection_id) WHERE status IN" in sql
-    assert "ALTER TABLE pms_jobs ENABLE ROW LEVEL SECURITY;" in sql
+    assert "Procrastinate 3.10.0" in sql and "CREATE TABLE procrastinate_jobs" in sql
 
+    def catalog(conn: psycopg.Connection[Any]) -> tuple[Any, ...]:
+        objects = conn.execute(
+            "SELECT count(*) FROM pg_class WHERE relname LIKE 'procrastinate%' OR "
+            "relname LIKE 'pms%'"
+        ).fetchone()
+        functions = conn.execute(
+            "SELECT count(*) FROM pg_proc WHERE proname LIKE 'procrastinate%'"
+        ).fetchone()
+        versions = conn.execute("SELECT version FROM pms_schema_version ORDER BY 1").fetchall()
+        return objects, functions, versions
 
-# --- the queue -------------------------------------------------------------------------------
-
-
-def test_a_connection_has_at_most_one_queued_or_running_job(
-    open_store: Callable[[], PostgresStore], hostaway: MountedSandbox
-) -> None:
-    store = open_store()
-    add_connection(store, hostaway, "c1")
-    queue = JobQueue(store)
-    first = queue.enqueue("c1", 1000.0)
-    assert first is not None and first.status == "queued"
-    assert queue.enqueue("c1", 1001.0) is None
-    job = queue.claim("w1", 1002.0, LEASE)
-    assert job is not None and job.id == first.id and job.attempts == 1
-    assert queue.enqueue("c1", 1003.0) is None  # running counts as active too
-    assert queue.complete(job, "w1", 1004.0, "succeeded", {"requests": 3})
-    assert queue.enqueue("c1", 1005.0) is not None
-    assert queue.enqueue("missing", 1005.0) is None
-
-
-def test_due_connections_are_queued_once_per_interval_and_disconnected_ones_never(
-    open_store: Callable[[], PostgresStore], hostaway: MountedSandbox
-) -> None:
-    store = open_store()
-    add_connection(store, hostaway, "c1")
-    add_connection(store, hostaway, "c2")
-    add_connection(store, hostaway, "gone", status="disconnected")
-    queue = JobQueue(store)
-    assert queue.enqueue_due(1000.0, 600) == 2
-    assert queue.enqueue_due(1000.0, 600) == 0  # already queued
-    for _ in range(2):
-        job = queue.claim("w1", 1001.0, LEASE)
-        assert job is not None
-        queue.complete(job, "w1", 1010.0, "succeeded", None)
-    assert queue.enqueue_due(1500.0, 600) == 0  # finished 490 s ago
-    assert queue.enqueue_due(1611.0, 600) == 2
-    assert {j.connection_id for j in queue.list("queued")} == {"c1", "c2"}
-
-
-def test_concurrent_claims_from_separate_sessions_never_hand_out_a_job_twice(
-    open_store: Callable[[], PostgresStore], hostaway: MountedSandbox
-) -> None:
-    setup = open_store()
-    for i in range(30):
-        add_connection(setup, hostaway, f"c{i:02d}")
-    assert JobQueue(setup).enqueue_due(1000.0, 600) == 30
-    queues = [JobQueue(open_store()) for _ in range(3)]
-    claimed: list[list[str]] = [[] for _ in queues]
-    start = threading.Barrier(len(queues))
-
-    def drain(i: int) -> None:
-        start.wait()
-        while (job := queues[i].claim(f"w{i}", 1001.0, LEASE)) is not None:
-            claimed[i].append(job.connection_id)
-
-    threads = [threading.Thread(target=drain, args=(i,)) for i in range(len(queues))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-    everything = [c for ids in claimed for c in ids]
-    assert sorted(everything) == [f"c{i:02d}" for i in range(30)]  # each exactly once
-
-
-def test_a_heartbeat_keeps_the_lease_and_fails_once_another_worker_took_the_job(
-    open_store: Callable[[], PostgresStore], hostaway: MountedSandbox
-) -> None:
-    store = open_store()
-    add_connection(store, hostaway, "c1")
-    queue = JobQueue(store)
-    queue.enqueue("c1", 1000.0)
-    job = queue.claim("w1", 1000.0, LEASE)
-    assert job is not None
-    assert queue.heartbeat(job, "w1", 1050.0, LEASE)  # lease now ends at 1110
-    assert queue.claim("w2", 1100.0, LEASE) is None
-    taken = queue.claim("w2", 1111.0, LEASE)
-    assert taken is not None and taken.id == job.id and taken.attempts == 2
-    assert not queue.heartbeat(job, "w1", 1112.0, LEASE)
-    assert not queue.complete(job, "w1", 1113.0, "succeeded", None)  # no longer w1's to close
-    assert queue.complete(taken, "w2", 1114.0, "succeeded", None)
-
-
-def test_a_job_whose_lease_expired_on_its_last_attempt_is_failed_not_retried(
-    open_store: Callable[[], PostgresStore], hostaway: MountedSandbox
-) -> None:
-    store = open_store()
-    add_connection(store, hostaway, "c1")
-    queue = JobQueue(store)
-    queue.enqueue("c1", 1000.0, max_attempts=1)
-    assert queue.claim("w1", 1000.0, LEASE) is not None
-    assert queue.claim("w2", 2000.0, LEASE) is None
-    queue.enqueue_due(2000.0, 10**9)
-    [job] = queue.list()
-    assert job.status == "failed" and "lease expired" in (job.last_error or "")
-
-
-def test_the_local_sqlite_store_runs_the_same_queue_for_workers_on_one_machine(
-    tmp_path: Path, hostaway: MountedSandbox
-) -> None:
-    store = SqliteStore(tmp_path / "pms.sqlite3")
-    add_connection(store, hostaway, "c1")
-    add_connection(store, hostaway, "c2")
-    queue = JobQueue(store)
-    assert queue.enqueue_due(1000.0, 600) == 2
-    long = 3600.0
-    a, b = queue.claim("w1", 1000.0, long), queue.claim("w2", 1000.0, long)
-    assert a is not None and b is not None and a.connection_id != b.connection_id
-    assert queue.claim("w3", 1000.0, long) is None
-    assert queue.fail(a, "w1", 1001.0, "HTTP 503", retry_at=1100.0)
-    assert queue.claim("w3", 1099.0, long) is None
-    again = queue.claim("w3", 1100.0, long)
-    assert again is not None and again.id == a.id and again.attempts == 2
-    assert queue.counts() == {"running": 2}
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        conn.execute(sql.encode())
+        first = catalog(conn)
+        conn.execute(sql.encode())
+        assert catalog(conn) == first
+    assert first[2] == [(step.version,) for step in migrations.STEPS]
+    store = PostgresStore(fresh_db)  # the schema check passes: `pms db migrate` not needed
+    assert store.migrate() == []
     store.close()
 
 
-# --- workers ---------------------------------------------------------------------------------
-
-
-def test_a_worker_drains_the_queue_and_records_each_sync(
-    open_store: Callable[[], PostgresStore], hostaway: MountedSandbox, clock: SharedClock
+def test_supabase_api_roles_cannot_touch_the_queue_while_reading_pms_rows_by_policy(
+    fresh_db: str,
 ) -> None:
-    store = open_store()
-    for i in range(3):
-        add_connection(store, hostaway, f"c{i}")
-    worker = Worker(
-        store,
-        runtime_for(hostaway, clock),
-        WorkerOptions(once=True, concurrency=2, every_seconds=3600),
-        owner="w1",
-    )
-    outcomes = asyncio.run(worker.run())
-    assert sorted((o.connection_id, o.status) for o in outcomes) == [
-        (f"c{i}", "succeeded") for i in range(3)
-    ]
-    assert JobQueue(store).counts() == {"succeeded": 3}
-    assert store.counts("c1")["booking"] == 40
-    assert all(r.trigger == "worker" for r in store.list_runs())
-    # Nothing is due again within the interval: a second drain has nothing to do.
-    assert asyncio.run(worker.run()) == outcomes
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        for role in ("anon", "authenticated"):
+            conn.execute(
+                f"DO $$ BEGIN CREATE ROLE {role} NOLOGIN; "
+                "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+            )
+            # What Supabase does for every new table and function in `public`.
+            conn.execute(f"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON TABLES TO {role}")
+            conn.execute(
+                f"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON FUNCTIONS TO {role}"
+            )
+    store = PostgresStore(fresh_db, check_schema=False)
+    store.migrate()
+    store.close()
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        for role in ("anon", "authenticated"):
+            for table in migrations.PROCRASTINATE_TABLES:
+                row = conn.execute(
+                    "SELECT has_table_privilege(%s, %s, 'SELECT'), "
+                    "has_table_privilege(%s, %s, 'INSERT')",
+                    [role, table, role, table],
+                ).fetchone()
+                assert row == (False, False), (role, table)
+            granted = conn.execute(
+                "SELECT count(*) FROM pg_proc p, aclexplode(p.proacl) a "
+                "WHERE p.proname LIKE 'procrastinate%%' AND a.grantee = %s::regrole",
+                [role],
+            ).fetchone()
+            assert granted == (0,)
+            assert conn.execute(
+                "SELECT has_table_privilege(%s, 'pms_bookings', 'SELECT')", [role]
+            ).fetchone() == (True,)  # pms's own tables stay readable, filtered by RLS
+        conn.execute("SET ROLE anon")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(
+                "SELECT procrastinate_defer_jobs_v1(ARRAY[]::procrastinate_job_to_defer_v1[])"
+            )
 
 
-def test_two_workers_on_one_queue_never_sync_the_same_connection_at_once(
+def test_the_installed_procrastinate_is_the_one_whose_schema_the_migration_ships() -> None:
+    # Upgrading Procrastinate needs a migration step with its schema changes first.
+    assert version("procrastinate") == migrations.PROCRASTINATE_SCHEMA
+
+
+# --- scheduling and locks --------------------------------------------------------------------
+
+
+def test_workers_scheduling_at_once_queue_one_job_per_due_connection(
+    open_store: Callable[[], PostgresStore], pg_url: str, hostaway: MountedSandbox
+) -> None:
+    from datetime import UTC, datetime
+
+    setup = open_store()
+    for conn_id in ("c1", "c2", "c3"):
+        add_connection(setup, hostaway, conn_id)
+    add_connection(setup, hostaway, "gone", status="disconnected")
+    add_connection(setup, hostaway, "fresh", last_sync_at=datetime.now(UTC))
+
+    async def schedule_from_three_workers() -> list[int]:
+        workers = [worker(open_store(), pg_url, runtime_for(hostaway)) for _ in range(3)]
+        for w in workers:
+            await w.app.open_async()
+        try:
+            return list(await asyncio.gather(*(w.schedule_due() for w in workers)))
+        finally:
+            for w in workers:
+                await w.app.close_async()
+
+    assert sum(asyncio.run(schedule_from_three_workers())) == 4
+    queued = {conn: (status, due) for conn, status, _, due in jobs(pg_url)}
+    assert set(queued) == {"c1", "c2", "c3", "fresh"}
+    assert all(status == "todo" for status, _ in queued.values())
+    # Synced a moment ago (e.g. by a cron `pms sync`): due an interval later, not now.
+    assert queued["fresh"][1] == pytest.approx(3600 - 60, abs=30)
+    assert queued["c1"][1] <= 0
+
+
+def test_two_workers_never_sync_a_connection_twice_at_once_and_skip_what_was_just_synced(
     open_store: Callable[[], PostgresStore],
+    pg_url: str,
     hostaway: MountedSandbox,
-    clock: SharedClock,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     setup = open_store()
-    ids = [f"c{i}" for i in range(8)]
+    ids = [f"c{i}" for i in range(6)]
     for conn_id in ids:
         add_connection(setup, hostaway, conn_id)
     active: dict[str, int] = {}
@@ -229,7 +206,7 @@ def test_two_workers_on_one_queue_never_sync_the_same_connection_at_once(
         if active[conn.id] > 1:
             overlaps.append(conn.id)
         try:
-            await asyncio.sleep(0.01)  # widen the window in which a double claim would show
+            await asyncio.sleep(0.01)  # widen the window in which a double run would show
             result = await original(self, conn, options)
             synced.append(conn.id)
             return result
@@ -237,155 +214,206 @@ def test_two_workers_on_one_queue_never_sync_the_same_connection_at_once(
             active[conn.id] -= 1
 
     monkeypatch.setattr(SyncEngine, "sync_connection", watched)
-    # SharedClock jumps forward on every sleep, so concurrent heartbeat timers would add up
-    # and expire leases that a real clock keeps; here time stands still instead (leases never
-    # expire: reclaiming is the next test's subject) and the client limiter is lifted.
-    frozen = FrozenClock(clock.time())
-    unlimited = {"hostaway": {"rate_limits": ["100000/1"]}}
 
-    async def both() -> list[list[Any]]:
+    async def run() -> list[list[Any]]:
         workers = [
-            Worker(
-                open_store(),
-                runtime_for(hostaway, frozen, providers=unlimited),
-                WorkerOptions(once=True, concurrency=3, every_seconds=3600, poll_interval=0.1),
-                owner=f"w{n}",
-            )
-            for n in range(2)
+            worker(open_store(), pg_url, runtime_for(hostaway), concurrency=3, poll_interval=0.1)
+            for _ in range(2)
         ]
+        # A second job for c0 with the same lock but no queueing lock: it may not run while
+        # the first does, and finds c0 synced after it was queued.
+        app = workers[0].app
+        async with app.open_async():
+            conn = setup.get_connection("c0")
+            assert conn is not None
+            assert await defer_sync(app, conn, every_seconds=3600)
+            await (
+                app.tasks["pms.sync_connection"]
+                .configure(lock="pms:connection:c0", queue="pms.hostaway")
+                .defer_async(connection_id="c0", every_seconds=3600, queued_at=time.time())
+            )
         return list(await asyncio.gather(*(w.run() for w in workers)))
 
-    per_worker = asyncio.run(both())
+    outcomes = [o for runs in asyncio.run(run()) for o in runs]
     assert overlaps == []
     assert sorted(synced) == ids  # every connection once, none twice
-    assert all(o.status == "succeeded" for runs in per_worker for o in runs)
-    assert JobQueue(setup).counts() == {"succeeded": len(ids)}
+    statuses = sorted((o.connection_id, o.status) for o in outcomes)
+    assert statuses == sorted([(c, "succeeded") for c in ids] + [("c0", "skipped")])
+    assert all(r.trigger == "worker" for r in setup.list_runs())
+    # Each connection's next sync is queued an interval on, once.
+    assert sorted((c, s) for c, s, _, due in jobs(pg_url) if due > 3000) == [
+        (c, "todo") for c in ids
+    ]
 
 
-class FrozenClock(SharedClock):
-    """Time moves only when a test says so; sleeping just lets other tasks run."""
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(0)
-
-
-_DIE_HOLDING_THE_JOB = """
-import os, signal, sys
-sys.path.insert(0, sys.argv[4])
-from pms_cli.stores.jobs import JobQueue
-from pms_cli.stores.postgres import PostgresStore
-store = PostgresStore(sys.argv[1])
-job = JobQueue(store).claim("doomed", float(sys.argv[3]), 60.0)
-assert job is not None and job.connection_id == sys.argv[2]
-assert store.acquire_lock(job.connection_id, "doomed-run", 3600)  # mid-sync, like a real run
-print("claimed", flush=True)
-os.kill(os.getpid(), signal.SIGKILL)
-"""
-
-
-def test_a_killed_workers_job_is_reclaimed_once_its_lease_expires_and_then_synced(
-    open_store: Callable[[], PostgresStore],
-    pg_url: str,
-    hostaway: MountedSandbox,
-    clock: SharedClock,
+def test_transient_failures_retry_with_backoff_and_a_credential_error_fails_at_once(
+    open_store: Callable[[], PostgresStore], pg_url: str, hostaway: MountedSandbox
 ) -> None:
-    store = open_store()
-    add_connection(store, hostaway, "c1")
-    queue = JobQueue(store)
-    queue.enqueue("c1", clock.time())
-    dying = subprocess.run(
-        [sys.executable, "-c", _DIE_HOLDING_THE_JOB, pg_url, "c1", str(clock.time()), str(ROOT)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert dying.returncode == -signal.SIGKILL, dying.stderr
-    assert dying.stdout.strip() == "claimed"
-    [held] = queue.list("running")
-    assert held.lease_owner == "doomed"
+    import httpx
 
-    def worker() -> Worker:
-        opts = WorkerOptions(once=True, every_seconds=None, lease_seconds=LEASE)
-        return Worker(store, runtime_for(hostaway, clock), opts, owner="rescuer")
-
-    clock.advance(LEASE / 2)
-    assert asyncio.run(worker().run()) == []  # the lease still runs: hands off
-    clock.advance(LEASE / 2 + 1)
-    [outcome] = asyncio.run(worker().run())
-    assert (outcome.connection_id, outcome.status, outcome.attempt) == ("c1", "succeeded", 2)
-    assert store.counts("c1")["booking"] == 40
-    assert store.lock_holder("c1") is None
-
-
-def test_transient_failures_are_retried_with_backoff_and_a_credential_error_is_not(
-    open_store: Callable[[], PostgresStore], hostaway: MountedSandbox, clock: SharedClock
-) -> None:
     store = open_store()
     add_connection(store, hostaway, "flaky")
     add_connection(store, hostaway, "no-secret")
-    runtime = runtime_for(hostaway, clock, http={"max_attempts": 1})
-    real_env = runtime.env
-    runtime.env = {}
-    queue = JobQueue(store)
-    queue.enqueue("no-secret", clock.time())
-    opts = WorkerOptions(once=True, every_seconds=None, backoff_base_seconds=30)
-    [outcome] = asyncio.run(Worker(store, runtime, opts, owner="w").run())
-    assert outcome.status == "failed" and outcome.error is not None
-    assert outcome.error["code"] == "credentials_missing"
-    [job] = queue.list("failed")
-    assert job.attempts == 1  # a missing secret is for the user to fix, not to retry
+    no_secret = runtime_for(hostaway, http={"max_attempts": 1})
+    no_secret.env = {}
+    [outcome] = asyncio.run(_run_one(store, pg_url, no_secret, "no-secret"))
+    assert (outcome.status, outcome.attempt) == ("failed", 1)
+    assert outcome.error is not None and outcome.error["code"] == "credentials_missing"
 
-    runtime.env = real_env
-    broken = runtime_for(hostaway, clock, http={"max_attempts": 1})
-    broken.transport = _always(503)
-    queue.enqueue("flaky", clock.time())
-    [first] = asyncio.run(Worker(store, broken, opts, owner="w").run())
-    assert first.status == "retry"
-    [queued] = queue.list("queued")
-    assert queued.attempts == 1 and queued.not_before == pytest.approx(clock.time() + 30, abs=5)
-    assert asyncio.run(Worker(store, runtime, opts, owner="w").run()) == []  # not yet due
-    clock.advance(31)
-    [second] = asyncio.run(Worker(store, runtime, opts, owner="w").run())
-    assert (second.status, second.attempt) == ("succeeded", 2)
+    broken = runtime_for(hostaway, http={"max_attempts": 1})
+    broken.transport = httpx.MockTransport(lambda r: httpx.Response(503, json={"status": "fail"}))
+    [first] = asyncio.run(_run_one(store, pg_url, broken, "flaky"))
+    assert (first.status, first.attempt) == ("retry", 1)
+    by_conn = {c: (s, a, due) for c, s, a, due in jobs(pg_url)}
+    assert by_conn["no-secret"][:2] == ("failed", 1)  # one attempt: for the user to fix
+    status, attempts, due = by_conn["flaky"]
+    assert (status, attempts) == ("todo", 1)
+    assert due == pytest.approx(30, abs=5)  # backoff base 30 s, then 60, 120… capped
+    assert WorkerOptions().backoff(7) == 1800
 
 
-def _always(status: int) -> Any:
-    import httpx
+async def _run_one(store: PostgresStore, url: str, runtime: Any, conn_id: str) -> list[Any]:
+    w = worker(store, url, runtime, every_seconds=None)
+    async with w.app.open_async():
+        conn = store.get_connection(conn_id)
+        assert conn is not None
+        await defer_sync(w.app, conn)
+    return await w.run()
 
-    return httpx.MockTransport(lambda request: httpx.Response(status, json={"status": "fail"}))
+
+def test_a_connection_locked_by_a_running_pms_sync_is_queued_again_without_an_attempt(
+    open_store: Callable[[], PostgresStore], pg_url: str, hostaway: MountedSandbox
+) -> None:
+    store = open_store()
+    add_connection(store, hostaway, "c1")
+    other = open_store()
+    assert other.acquire_lock("c1", "cron-run", 3600)  # a `pms sync` in this process, running
+    [outcome] = asyncio.run(_run_one(store, pg_url, runtime_for(hostaway), "c1"))
+    assert outcome.status == "locked"
+    [(conn, _status, attempts, due)] = [j for j in jobs(pg_url) if j[1] == "todo"]
+    assert (conn, attempts) == ("c1", 0)
+    assert due == pytest.approx(60, abs=5)
+    assert store.counts("c1")["booking"] == 0
+
+
+# --- three processes, one SIGKILLed ----------------------------------------------------------
+
+_HANGING_WORKER = """
+import asyncio, sys
+from pms_cli.sync.engine import SyncEngine
+
+async def hang(self, conn, options):
+    # Take the engine lock as a real run does, say so, then never finish.
+    assert self.store.acquire_lock(conn.id, "doomed-run", 3600)
+    print("HANG", conn.id, flush=True)
+    await asyncio.Event().wait()
+
+SyncEngine.sync_connection = hang
+from pms_cli.cli.app import main
+main(sys.argv[1:])
+"""
+
+
+class Proc:
+    """A subprocess whose stdout lines are collected by a thread (no blocking reads)."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self.p = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        assert self.p.stdout is not None
+        out = self.p.stdout
+        threading.Thread(target=lambda: [self.lines.put(x) for x in out], daemon=True).start()
+
+    def close(self) -> None:
+        if self.p.poll() is None:
+            self.p.kill()
+        self.p.communicate(timeout=30)
+
+    def wait_for(self, text: str, deadline: float) -> bool:
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.1)
+            except queue.Empty:
+                if self.p.poll() is not None and self.lines.empty():
+                    return False
+                continue
+            self.seen.append(line)
+            if text in line:
+                return True
+        return False
+
+
+def test_a_sigkilled_workers_job_is_recovered_and_synced_by_one_of_the_other_two(
+    pg_url: str, tmp_path: Path
+) -> None:
+    app, [mounted] = build(SandboxOptions(relaxed=True, listings=3, reservations=40), ["hostaway"])
+    with running(app) as server:
+        store = PostgresStore(pg_url)
+        conn = add_connection(store, mounted, "victim", base_url=server.base_url(mounted))
+        env = {
+            **os.environ,
+            "PMS_DATABASE_URL": pg_url,
+            "HOSTAWAY_CLIENT_SECRET": mounted.credentials["client_secret"],
+            "PMS_CONFIG_DIR": str(tmp_path / "config"),
+            "PMS_DATA_DIR": str(tmp_path / "data"),
+        }
+        # Heartbeats every second; a worker silent for 3 s is dead (short, yet well above the
+        # scheduling hiccups of a loaded CI machine: a live worker must not be declared dead).
+        args = ["worker", "--every", "0", "--stalled-after", "3", "--poll-interval", "0.2"]
+        deadline = time.monotonic() + 90
+        doomed = Proc([sys.executable, "-c", _HANGING_WORKER, *args], env)
+        helpers: list[Proc] = []
+        try:
+            asyncio.run(_defer(pg_url, conn))
+            assert doomed.wait_for("HANG victim", deadline), doomed.seen
+            helpers = [Proc([sys.executable, "-m", "pms_cli", *args], env) for _ in range(2)]
+            for h in helpers:
+                assert h.wait_for("pms worker:", deadline), h.seen
+            doomed.p.send_signal(signal.SIGKILL)
+            assert doomed.p.wait(timeout=30) == -signal.SIGKILL
+            # One of the two takes the job over once the dead worker's heartbeat is stale.
+            results: queue.Queue[int] = queue.Queue()
+            for i, h in enumerate(helpers):
+                threading.Thread(
+                    target=lambda i=i, h=h: (
+                        h.wait_for("victim  succeeded", deadline) and results.put(i)
+                    ),
+                    daemon=True,
+                ).start()
+            winner = results.get(timeout=max(1.0, deadline - time.monotonic()))
+            assert "hostaway victim  succeeded (attempt 2)" in helpers[winner].seen[-1], helpers[
+                winner
+            ].seen
+            for h in helpers:  # SIGTERM: a clean stop, exit 0
+                h.p.send_signal(signal.SIGTERM)
+            for h in helpers:
+                assert h.p.wait(timeout=30) == 0
+        finally:
+            for p in (doomed, *helpers):
+                p.close()
+        assert store.counts("victim")["booking"] == 40
+        assert store.lock_holder("victim") is None
+        [run] = [r for r in store.list_runs() if r.status == "succeeded"]
+        assert run.trigger == "worker"
+        store.close()
+    assert jobs(pg_url) == []  # done and deleted; nothing queued (--every 0)
+
+
+async def _defer(url: str, conn: Any) -> None:
+    app = postgres_app(url, 1)
+    async with app.open_async():
+        assert await defer_sync(app, conn)
 
 
 # --- the command -----------------------------------------------------------------------------
 
 
-def test_pms_worker_once_json_syncs_every_due_connection_and_prints_one_summary(
-    pg_url: str, monkeypatch: pytest.MonkeyPatch, live_sandbox: Any
-) -> None:
+def _cli() -> typer.Typer:
     from pms_cli.cli import worker_cmd
-    from pms_cli.stores.base import Connection
 
-    mounted = live_sandbox.mounted["hostaway"]
-    store = PostgresStore(pg_url)
-    for conn_id in ("cli-1", "cli-2"):
-        store.add_connection(
-            Connection(
-                id=conn_id,
-                organization_id="org",
-                provider="hostaway",
-                display_name=conn_id,
-                status="active",
-                account_ref=mounted.credentials["account_id"],
-                secret_location="env",
-                settings={
-                    "public": {"account_id": mounted.credentials["account_id"]},
-                    "base_url": live_sandbox.base_url("hostaway"),
-                },
-            )
-        )
-    store.close()
-    monkeypatch.setenv("PMS_DATABASE_URL", pg_url)
-    monkeypatch.setenv("HOSTAWAY_CLIENT_SECRET", mounted.credentials["client_secret"])
     app = typer.Typer()
     worker_cmd.register(app)
 
@@ -393,7 +421,25 @@ def test_pms_worker_once_json_syncs_every_due_connection_and_prints_one_summary(
     def _root() -> None:  # keep `worker` a subcommand, as in the real app
         pass
 
-    result = CliRunner().invoke(app, ["worker", "--once", "--json", "--every", "30"])
+    return app
+
+
+def _add_live(store: Any, live_sandbox: Any, ids: tuple[str, ...]) -> MountedSandbox:
+    mounted: MountedSandbox = live_sandbox.mounted["hostaway"]
+    for conn_id in ids:
+        add_connection(store, mounted, conn_id, base_url=live_sandbox.base_url("hostaway"))
+    return mounted
+
+
+def test_pms_worker_once_json_syncs_every_due_connection_and_prints_one_summary(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch, live_sandbox: Any
+) -> None:
+    store = PostgresStore(pg_url)
+    mounted = _add_live(store, live_sandbox, ("cli-1", "cli-2"))
+    store.close()
+    monkeypatch.setenv("PMS_DATABASE_URL", pg_url)
+    monkeypatch.setenv("HOSTAWAY_CLIENT_SECRET", mounted.credentials["client_secret"])
+    result = CliRunner().invoke(_cli(), ["worker", "--once", "--json", "--every", "30"])
     assert result.exit_code == 0, result.output
     body = json.loads(result.stdout)
     assert body["status"] == "ok"
@@ -402,5 +448,40 @@ def test_pms_worker_once_json_syncs_every_due_connection_and_prints_one_summary(
         ("cli-2", "succeeded"),
     ]
     assert mounted.credentials["client_secret"] not in result.stdout
-    again = CliRunner().invoke(app, ["worker", "--once", "--every", "30"])
-    assert again.exit_code == 0 and "Nothing to do" in again.stdout
+    again = CliRunner().invoke(_cli(), ["worker", "--once", "--every", "30"])
+    assert again.exit_code == 0
+    assert "Procrastinate queue (fleet), concurrency 4, every 30 min, once" in again.stdout
+    assert "Nothing to do" in again.stdout
+
+
+def test_pms_worker_on_sqlite_says_a_fleet_needs_postgres_and_runs_the_schedule_itself(
+    monkeypatch: pytest.MonkeyPatch, live_sandbox: Any
+) -> None:
+    from pms_cli.config import load_settings
+    from pms_cli.stores.sqlite import SqliteStore
+
+    store = SqliteStore(load_settings().resolved_sqlite_path)
+    mounted = _add_live(store, live_sandbox, ("lite-1", "lite-2"))
+    store.close()
+    monkeypatch.setenv("HOSTAWAY_CLIENT_SECRET", mounted.credentials["client_secret"])
+    result = CliRunner().invoke(_cli(), ["worker", "--once", "--every", "30"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert "in-process queue" in lines[0]
+    assert "a fleet of workers needs PostgreSQL" in result.stdout
+    assert sum("succeeded (attempt 1)" in line for line in lines) == 2
+    assert "2 job(s): 2 succeeded" in lines[-1]
+    again = CliRunner().invoke(_cli(), ["worker", "--once", "--every", "30"])
+    assert "Nothing to do" in again.stdout  # both synced within the interval
+
+
+def test_the_in_memory_app_runs_the_same_task(hostaway: MountedSandbox, tmp_path: Path) -> None:
+    from pms_cli.stores.sqlite import SqliteStore
+
+    store = SqliteStore(tmp_path / "pms.sqlite3")
+    add_connection(store, hostaway, "m1")
+    w = Worker(store, runtime_for(hostaway), memory_app(), WorkerOptions(once=True))
+    [outcome] = asyncio.run(w.run())
+    assert (outcome.connection_id, outcome.status) == ("m1", "succeeded")
+    assert store.counts("m1")["booking"] == 40
+    store.close()
