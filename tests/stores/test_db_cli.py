@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from pms_cli.stores import migrations
 from tests.conftest import LiveSandbox, MemoryKeyring
 
 pytestmark = pytest.mark.postgres
@@ -32,7 +33,7 @@ def test_commands_against_postgres_after_migrate(
     assert before.code == 2 and "pms db migrate" in before.stderr
     migrated = pms("db", "migrate", "--json")
     assert migrated.code == 0, migrated.stderr
-    assert migrated.json()["applied"] == [1, 2, 3]
+    assert migrated.json()["applied"] == [step.version for step in migrations.STEPS]
     assert pms("db", "migrate", "--json").json()["applied"] == []
     conn = pms(*live_sandbox.connect_args("hostaway"), "--json").json()["connection_id"]
     synced = pms("sync", "-c", conn, "--json")

@@ -29,6 +29,7 @@ pytestmark = pytest.mark.postgres
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 ALL_TABLES = [t.name for t in TABLES] + [migrations.VERSION_TABLE]
+ALL_VERSIONS = [step.version for step in migrations.STEPS]
 
 
 def snapshot(url: str) -> dict[str, Any]:
@@ -81,15 +82,16 @@ def test_migration_sql_is_one_transaction_covering_every_table() -> None:
 def test_migrate_creates_the_schema_and_a_second_run_changes_nothing(fresh_db: str) -> None:
     store = PostgresStore(fresh_db, check_schema=False)
     assert store.schema_version() is None
-    assert store.migrate() == [1, 2, 3]
+    assert store.migrate() == ALL_VERSIONS
     first = snapshot(fresh_db)
     assert store.migrate() == []
     assert snapshot(fresh_db) == first
     assert store.schema_version() == SCHEMA_VERSION
     store.close()
-    assert [r[0] for r in first["versions"]] == [1, 2, 3]
+    assert [r[0] for r in first["versions"]] == ALL_VERSIONS
     assert all(row[1] and not row[2] for row in first["rls"]), first["rls"]
-    assert {r[0] for r in first["rls"]} == set(ALL_TABLES)
+    tables = set(ALL_TABLES) | set(migrations.PROCRASTINATE_TABLES)  # `pms worker`'s queue
+    assert {r[0] for r in first["rls"]} == tables
     PostgresStore(fresh_db).close()  # opens without complaint now
 
 
@@ -116,18 +118,16 @@ def test_an_older_database_gets_only_the_new_steps(
     fresh_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = PostgresStore(fresh_db, check_schema=False)
-    assert store.migrate() == [1, 2, 3]
+    assert store.migrate() == ALL_VERSIONS
     store.upsert_records(_conn(store, "c1", "org-a"), "booking", [_booking(1)], T0)
-    following = migrations.latest_version() + 1
+    new = ALL_VERSIONS[-1] + 1
     step = migrations.Step(
-        following,
-        "bookings.notes",
-        ("ALTER TABLE pms_bookings ADD COLUMN IF NOT EXISTS notes text",),
+        new, "bookings.notes", ("ALTER TABLE pms_bookings ADD COLUMN IF NOT EXISTS notes text",)
     )
     monkeypatch.setattr(migrations, "STEPS", [*migrations.STEPS, step])
-    assert store.migrate() == [following]
+    assert store.migrate() == [new]
     assert store.migrate() == []
-    assert store.schema_version() == following
+    assert store.schema_version() == new
     assert store.counts("c1")["booking"] == 1  # data kept across the upgrade
     with psycopg.connect(fresh_db) as conn:
         assert conn.execute("SELECT notes FROM pms_bookings").fetchall() == [(None,)]
@@ -147,7 +147,7 @@ def test_concurrent_migrations_apply_once(fresh_db: str) -> None:
         t.start()
     for t in threads:
         t.join()
-    assert sorted(results) == [[], [], [1, 2, 3]]
+    assert sorted(results) == [[], [], ALL_VERSIONS]
 
 
 # --- opening: unreachable, missing or outdated schema --------------------------------------
@@ -303,7 +303,7 @@ def test_rls_scopes_a_reader_role_to_its_organization(
     with psycopg.connect(reader_url, autocommit=True) as reader:
         nothing = visible(reader)  # no organization set: no tenant rows at all
         assert all(not rows for t, rows in nothing.items() if t != migrations.VERSION_TABLE)
-        assert nothing[migrations.VERSION_TABLE] == {"1", "2", "3"}
+        assert nothing[migrations.VERSION_TABLE] == {str(v) for v in ALL_VERSIONS}
 
         reader.execute("SET pms.organization_id = 'org-a'")
         seen = visible(reader)
