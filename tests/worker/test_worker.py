@@ -485,3 +485,99 @@ def test_the_in_memory_app_runs_the_same_task(hostaway: MountedSandbox, tmp_path
     assert (outcome.connection_id, outcome.status) == ("m1", "succeeded")
     assert store.counts("m1")["booking"] == 40
     store.close()
+
+
+# --- stopping --------------------------------------------------------------------------------
+
+
+def _gated_sync(monkeypatch: pytest.MonkeyPatch) -> tuple[asyncio.Event, list[asyncio.Event]]:
+    """Syncs that announce themselves and wait for the test's go-ahead."""
+    started = asyncio.Event()
+    gates: list[asyncio.Event] = []
+    original = SyncEngine.sync_connection
+
+    async def gated(self: SyncEngine, conn: Any, options: Any) -> Any:
+        gate = asyncio.Event()
+        gates.append(gate)
+        started.set()
+        await gate.wait()
+        return await original(self, conn, options)
+
+    monkeypatch.setattr(SyncEngine, "sync_connection", gated)
+    return started, gates
+
+
+def test_stopping_a_worker_lets_its_running_job_finish(
+    open_store: Callable[[], PostgresStore],
+    pg_url: str,
+    hostaway: MountedSandbox,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = open_store()
+    add_connection(store, hostaway, "c1")
+    started, gates = _gated_sync(monkeypatch)
+
+    async def scenario() -> list[Any]:
+        w = worker(store, pg_url, runtime_for(hostaway), once=False, every_seconds=None)
+        async with w.app.open_async():
+            conn = store.get_connection("c1")
+            assert conn is not None
+            await defer_sync(w.app, conn)
+        running = asyncio.create_task(w.run())
+        await asyncio.wait_for(started.wait(), 30)
+        w.stop()  # SIGTERM
+        await asyncio.sleep(0.05)
+        assert not running.done()  # still finishing its job
+        gates[0].set()
+        return await asyncio.wait_for(running, 30)
+
+    [outcome] = asyncio.run(scenario())
+    assert outcome.status == "succeeded"
+    assert store.counts("c1")["booking"] == 40
+    assert jobs(pg_url) == []
+
+
+def test_a_grace_period_gives_a_running_job_back_to_the_queue(
+    open_store: Callable[[], PostgresStore],
+    pg_url: str,
+    hostaway: MountedSandbox,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = open_store()
+    add_connection(store, hostaway, "c1")
+    started, _ = _gated_sync(monkeypatch)
+
+    async def scenario() -> list[Any]:
+        w = worker(
+            store, pg_url, runtime_for(hostaway), once=False, every_seconds=None, grace_seconds=0
+        )
+        async with w.app.open_async():
+            conn = store.get_connection("c1")
+            assert conn is not None
+            await defer_sync(w.app, conn)
+        running = asyncio.create_task(w.run())
+        await asyncio.wait_for(started.wait(), 30)
+        w.stop()
+        return await asyncio.wait_for(running, 30)
+
+    [outcome] = asyncio.run(scenario())
+    assert outcome.status == "given back"
+    queued = jobs(pg_url)
+    assert ("c1", "todo", 0) in [(c, s, a) for c, s, a, _ in queued]  # another worker's now
+    assert store.lock_holder("c1") is None
+
+
+def test_a_live_worker_keeps_its_short_engine_lock_alive_and_a_dead_ones_expires_soon(
+    open_store: Callable[[], PostgresStore], pg_url: str, hostaway: MountedSandbox
+) -> None:
+    store = open_store()
+    add_connection(store, hostaway, "c1")
+    w = worker(store, pg_url, runtime_for(hostaway), stalled_seconds=30)
+    # Not the hour of a cron run: a worker on another machine that dies frees it in minutes.
+    assert w.runtime.settings.sync.lock_ttl_seconds == 90
+    assert store.acquire_lock("c1", "run-1", 5)  # as the engine does, in this process
+    before = store.lock_holder("c1")
+    assert before is not None
+    w._extend_engine_lock("c1")  # a heartbeat
+    after = store.lock_holder("c1")
+    assert after is not None and after["expires_at"] >= before["expires_at"] + 80
