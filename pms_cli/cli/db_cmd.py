@@ -15,7 +15,8 @@ def sql(
         False, "--no-transaction", help="Omit BEGIN/COMMIT (the Supabase CLI wraps files itself)."
     ),
 ) -> None:
-    """Print the full migration SQL (tables, indexes, row-level security, policies).
+    """Print the full migration SQL (tables, indexes, row-level security, policies, and the
+    Procrastinate schema that `pms worker` queues its jobs in).
 
     Paste it into the Supabase SQL editor or save it as a file in `supabase/migrations/`.
     Example:
@@ -34,7 +35,8 @@ def sql(
 def migrate(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
-    """Apply the migration to PMS_DATABASE_URL; idempotent and versioned (safe to rerun).
+    """Apply the migration to PMS_DATABASE_URL (pms's tables and the `pms worker` queue's
+    Procrastinate schema); idempotent and versioned (safe to rerun).
 
     Without PMS_DATABASE_URL the local SQLite file is used, whose schema is created on open.
     Example:

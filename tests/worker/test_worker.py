@@ -581,3 +581,19 @@ def test_a_live_worker_keeps_its_short_engine_lock_alive_and_a_dead_ones_expires
     w._extend_engine_lock("c1")  # a heartbeat
     after = store.lock_holder("c1")
     assert after is not None and after["expires_at"] >= before["expires_at"] + 80
+
+
+def test_a_sqlite_file_from_the_old_queue_loses_its_pms_jobs_table_on_open(tmp_path: Path) -> None:
+    import sqlite3
+    from contextlib import closing
+
+    from pms_cli.stores.sqlite import SqliteStore
+
+    path = tmp_path / "pms.sqlite3"
+    with closing(sqlite3.connect(path)) as db:
+        db.execute("CREATE TABLE pms_jobs (id TEXT PRIMARY KEY)")
+        db.commit()
+    SqliteStore(path).close()
+    with closing(sqlite3.connect(path)) as db:
+        found = db.execute("SELECT name FROM sqlite_master WHERE name = 'pms_jobs'").fetchall()
+    assert found == []
