@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 import os
@@ -108,15 +109,7 @@ class JobOutcome:
     error: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "job_id": self.job_id,
-            "connection_id": self.connection_id,
-            "provider": self.provider,
-            "status": self.status,
-            "attempt": self.attempt,
-            "error": self.error,
-            "result": self.result,
-        }
+        return dataclasses.asdict(self)
 
 
 class SyncRetry(Exception):

@@ -597,3 +597,78 @@ def test_a_sqlite_file_from_the_old_queue_loses_its_pms_jobs_table_on_open(tmp_p
     with closing(sqlite3.connect(path)) as db:
         found = db.execute("SELECT name FROM sqlite_master WHERE name = 'pms_jobs'").fetchall()
     assert found == []
+
+
+_LIMITED_PMS = """
+import sys
+from pms_cli.http.ratelimit import Window
+from pms_cli.providers import hostaway
+# The sandbox enforces 4 requests / 0.5 s per IP so that the test takes seconds, not minutes;
+# the client is told the same limit (production: the documented 15 / 10 s).
+hostaway.Hostaway.ip_rate_limits = (Window(4, 0.5),)
+hostaway.TOKEN_ACTIVATION_DELAY = 0.0
+from pms_cli.cli.app import main
+main(sys.argv[1:])
+"""
+
+
+def test_two_worker_processes_on_one_machine_draw_no_429_from_a_per_ip_limit(
+    pg_url: str, tmp_path: Path
+) -> None:
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    from pms_cli.sandbox.hostaway import HostawaySandbox, HostawaySandboxConfig
+
+    sandbox = HostawaySandbox(
+        HostawaySandboxConfig(
+            listings=3,
+            reservations=150,
+            rate_limit_ip=(4, 0.5),
+            rate_limit_account=None,
+            token_activation_delay=0.0,
+            max_limit=50,  # 3 reservation pages per sync
+            default_limit=50,
+        )
+    )
+    app = Starlette(routes=[Mount("/hostaway", app=sandbox.app)])
+    env = {
+        **os.environ,
+        "PMS_DATABASE_URL": pg_url,
+        "PMS_CONFIG_DIR": str(tmp_path / "config"),
+        "PMS_DATA_DIR": str(tmp_path / "data"),  # the host's shared per-IP windows live here
+        "HOSTAWAY_CLIENT_SECRET": sandbox.config.client_secret,
+    }
+    ids = [f"ip-{i}" for i in range(4)]
+    with running(app) as server:
+        store = PostgresStore(pg_url)
+        for conn_id in ids:
+            add_connection(
+                store,
+                MountedSandbox(
+                    "hostaway", sandbox.app, {"account_id": str(sandbox.config.account_id)}, "/v1"
+                ),
+                conn_id,
+                base_url=f"{server.url}/hostaway/v1",
+            )
+        store.close()
+        args = ["worker", "--once", "--json", "--every", "30", "--concurrency", "2"]
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", _LIMITED_PMS, *args],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+                cwd=ROOT,
+            )
+            for _ in range(2)
+        ]
+        results = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], results
+    done = [j for out, _ in results for j in json.loads(out)["jobs"]]
+    assert sorted((j["connection_id"], j["status"]) for j in done) == [
+        (c, "succeeded") for c in ids
+    ]
+    assert sandbox.stats.requests >= 16  # enough to overrun 4 / 0.5 s without coordination
+    assert sandbox.stats.rate_limited == 0
