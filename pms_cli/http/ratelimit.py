@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import Any, Protocol
 
 from pms_cli.http.clock import Clock
 
@@ -151,31 +151,46 @@ class SharedWindow:
         self._local = SlidingWindow(window, slack)
         self._prefix = f"{os.getpid()}-{uuid.uuid4().hex[:6]}-"
         self._count = itertools.count()
+        self._fd: int | None = None
+
+    def _open(self) -> int:
+        # One descriptor for the life of the window: flock works between the processes that
+        # open the file, and opening it per request cost more than the rest of the call.
+        if self._fd is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        return self._fd
 
     @contextlib.contextmanager
-    def _locked(self, exclusive: bool) -> Iterator[tuple[IO[str], list[list[Any]]]]:
+    def _locked(self, exclusive: bool) -> Iterator[list[list[Any]]]:
         import fcntl
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        with os.fdopen(fd, "r+", encoding="utf-8") as f:
-            fcntl.flock(f, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        fd = self._open()
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            raw = os.pread(fd, 1 << 20, 0)
             try:
-                raw = f.read()
-                try:
-                    entries = json.loads(raw) if raw else []
-                except ValueError:
-                    entries = []
-                yield f, entries if isinstance(entries, list) else []
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+                entries = json.loads(raw) if raw else []
+            except ValueError:
+                entries = []
+            yield entries if isinstance(entries, list) else []
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
 
-    @staticmethod
-    def _write(f: IO[str], entries: list[list[Any]]) -> None:
-        f.seek(0)
-        f.truncate()
-        f.write(json.dumps(entries, separators=(",", ":")))
-        f.flush()
+    def _write(self, entries: list[list[Any]]) -> None:
+        data = json.dumps(entries, separators=(",", ":")).encode()
+        fd = self._open()
+        os.pwrite(fd, data, 0)
+        os.ftruncate(fd, len(data))
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
 
     def _live(self, entries: list[list[Any]], now: float) -> list[list[Any]]:
         span = self._local.span
@@ -199,22 +214,22 @@ class SharedWindow:
         return self._local.wait_needed(now)
 
     def wait_needed(self, now: float) -> float:
-        with self._locked(exclusive=False) as (_, entries):
+        with self._locked(exclusive=False) as entries:
             return self._wait(self._live(entries, now), now)
 
     def record(self, now: float) -> SharedSlot | None:
-        with self._locked(exclusive=True) as (f, entries):
+        with self._locked(exclusive=True) as entries:
             live = self._live(entries, now)
             if self._wait(live, now) > 0:
                 return None
             key = f"{self._prefix}{next(self._count)}"
             live.append([key, now, None])
-            self._write(f, live)
+            self._write(live)
         return SharedSlot(self, key, now)
 
     def settle(self, key: str, now: float | None) -> None:
         """Mark our request answered at ``now`` (None: never sent, forget it)."""
-        with self._locked(exclusive=True) as (f, entries):
+        with self._locked(exclusive=True) as entries:
             kept = []
             for entry in entries:
                 if entry and entry[0] == key:
@@ -222,7 +237,7 @@ class SharedWindow:
                         continue
                     entry = [key, entry[1], now]
                 kept.append(entry)
-            self._write(f, kept)
+            self._write(kept)
 
 
 @dataclass
