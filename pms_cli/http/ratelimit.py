@@ -23,6 +23,7 @@ import math
 import os
 import re
 import uuid
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -149,16 +150,20 @@ class SharedWindow:
         self.window = window
         self.path = path
         self._local = SlidingWindow(window, slack)
-        self._prefix = f"{os.getpid()}-{uuid.uuid4().hex[:6]}-"
+        self._tag = uuid.uuid4().hex[:8]
         self._count = itertools.count()
         self._fd: int | None = None
+        self._pid = os.getpid()
 
     def _open(self) -> int:
         # One descriptor for the life of the window: flock works between the processes that
         # open the file, and opening it per request cost more than the rest of the call.
-        if self._fd is None:
+        # A forked child reopens: an inherited descriptor would share its parent's flock.
+        if self._fd is None or self._pid != os.getpid():
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            weakref.finalize(self, os.close, fd)
+            self._fd, self._pid = fd, os.getpid()
         return self._fd
 
     @contextlib.contextmanager
@@ -182,15 +187,6 @@ class SharedWindow:
         fd = self._open()
         os.pwrite(fd, data, 0)
         os.ftruncate(fd, len(data))
-
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):
-            self.close()
 
     def _live(self, entries: list[list[Any]], now: float) -> list[list[Any]]:
         span = self._local.span
@@ -222,7 +218,7 @@ class SharedWindow:
             live = self._live(entries, now)
             if self._wait(live, now) > 0:
                 return None
-            key = f"{self._prefix}{next(self._count)}"
+            key = f"{os.getpid()}-{self._tag}-{next(self._count)}"
             live.append([key, now, None])
             self._write(live)
         return SharedSlot(self, key, now)
