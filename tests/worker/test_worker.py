@@ -673,3 +673,30 @@ def test_two_worker_processes_on_one_machine_draw_no_429_from_a_per_ip_limit(
     ]
     assert sandbox.stats.requests >= 16  # enough to overrun 4 / 0.5 s without coordination
     assert sandbox.stats.rate_limited == 0
+
+
+def test_a_provider_worker_runs_only_its_providers_queue(
+    open_store: Callable[[], PostgresStore], pg_url: str, hostaway: MountedSandbox
+) -> None:
+    from dataclasses import replace
+
+    store = open_store()
+    ha = add_connection(store, hostaway, "ha")
+    smoobu = replace(ha, id="sm", provider="smoobu", settings={})
+    store.add_connection(smoobu)
+    w = worker(store, pg_url, runtime_for(hostaway), provider="hostaway")
+    outcomes = asyncio.run(w.run())
+    assert [(o.connection_id, o.status) for o in outcomes] == [("ha", "succeeded")]
+    assert ("sm", "todo") not in [(c, s) for c, s, _, _ in jobs(pg_url)]  # not even scheduled
+    everyone = worker(store, pg_url, runtime_for(hostaway), every_seconds=None)
+
+    async def queue_smoobu() -> None:
+        async with everyone.app.open_async():
+            await defer_sync(everyone.app, smoobu)
+
+    asyncio.run(queue_smoobu())
+    hostaway_only = worker(
+        store, pg_url, runtime_for(hostaway), provider="hostaway", every_seconds=None
+    )
+    assert asyncio.run(hostaway_only.run()) == []
+    assert ("sm", "todo") in [(c, s) for c, s, _, _ in jobs(pg_url)]  # waits for its workers
