@@ -78,6 +78,7 @@ def register(app: typer.Typer) -> None:
             30.0,
             "--stalled-after",
             min=0.5,
+            metavar="SECONDS",
             help="Seconds without a heartbeat after which a worker counts as dead and its "
             "jobs go back to the queue.",
         ),
