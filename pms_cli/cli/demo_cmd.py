@@ -30,8 +30,9 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
 
         from pms_cli import connections
-        from pms_cli.cli.output import err, out, print_json
+        from pms_cli.cli.output import err, out, print_json, safe
         from pms_cli.cli.sync_cmd import exit_code_for, results_table
+        from pms_cli.cli.tabular import print_table
         from pms_cli.config import data_dir, load_settings
         from pms_cli.providers import get_provider
         from pms_cli.sandbox.server import SandboxOptions, build, running
@@ -94,8 +95,6 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print_json({"database": str(db_path), "connections": [r.to_dict() for r in results]})
         else:
-            from pms_cli.cli.tabular import print_table
-
             print_table(results_table(results, "Demo sync"))
             for conn in conns:
                 table = Table(title=f"{conn.display_name}: first bookings")
@@ -121,10 +120,10 @@ def register(app: typer.Typer) -> None:
                         row["status"],
                         str(row["check_in"] or ""),
                         str(row["check_out"] or ""),
-                        row["guest_name"] or "",
+                        safe(row["guest_name"] or ""),
                         total,
                     )
-                out.print(table)
+                print_table(table)
                 counts = store.counts(conn.id)
                 out.print(
                     f"{conn.display_name}: {counts['property']} properties, "

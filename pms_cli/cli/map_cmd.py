@@ -29,6 +29,7 @@ def register(app: typer.Typer) -> None:
 
         from pms_cli.cli.common import find_connection, settings_and_store
         from pms_cli.cli.output import out, print_json, safe
+        from pms_cli.cli.tabular import print_table
         from pms_cli.errors import ConfigError
 
         _, store = settings_and_store()
@@ -50,7 +51,7 @@ def register(app: typer.Typer) -> None:
                     safe(m["name"]),
                     safe(m["property_id"]) if m["property_id"] else "[yellow]unmapped[/]",
                 )
-            out.print(table)
+            print_table(table)
             return
         if conn_id is None or property_id is None:
             raise ConfigError(

@@ -174,6 +174,7 @@ def register(app: typer.Typer) -> None:
 
         from pms_cli.cli.common import find_connection, settings_and_store
         from pms_cli.cli.output import out, print_json, safe, when
+        from pms_cli.cli.tabular import print_table
 
         _, store = settings_and_store()
         conn_id = (
@@ -205,7 +206,7 @@ def register(app: typer.Typer) -> None:
                 str(rows),
                 error,
             )
-        out.print(table)
+        print_table(table)
 
 
 def _healthy(row: dict[str, Any]) -> bool:
@@ -226,6 +227,7 @@ def _webhook_logs(connection: str | None, failed: bool, limit: int, as_json: boo
 
     from pms_cli.cli.common import find_connection, settings_and_store
     from pms_cli.cli.output import out, print_json, safe, when
+    from pms_cli.cli.tabular import print_table
 
     _, store = settings_and_store()
     conn_id = find_connection(store, connection, allow_disconnected=True).id if connection else None
@@ -261,4 +263,4 @@ def _webhook_logs(connection: str | None, failed: bool, limit: int, as_json: boo
             str(r.attempts),
             error,
         )
-    out.print(table)
+    print_table(table)

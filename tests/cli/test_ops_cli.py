@@ -314,3 +314,16 @@ def test_piped_status_prints_the_table_first_and_the_store_line_on_stderr(
     assert "Store:" not in result.stdout and "Store:" in result.stderr
     header = result.stdout.splitlines()[0]
     assert "\t" in header  # `pms status | cut -f1` reads the table, not a preamble
+
+
+def test_piped_logs_and_mappings_are_tab_separated_rows(
+    pms: Any, live_sandbox: LiveSandbox, memory_keyring: MemoryKeyring
+) -> None:
+    conn = connect(pms, live_sandbox)
+    assert pms("sync", "-c", conn, "--progress", "none").code == 0
+    for args in (("logs",), ("map", "--list")):
+        result = pms(*args)
+        assert result.code == 0, result.stderr
+        header, first, *_ = result.stdout.splitlines()
+        assert "\t" in header and "\t" in first, result.stdout
+        assert "─" not in result.stdout  # no box drawn for an unseen screen

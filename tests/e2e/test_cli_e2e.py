@@ -135,6 +135,10 @@ def test_demo_runs_end_to_end_into_local_sqlite(env: dict[str, str]) -> None:
     human = pms(env, "demo", "--reservations", "80")
     assert human.returncode == 0, human.stderr
     assert "Database:" in human.stdout
+    # Piped: every table is tab-separated rows, nothing cut to fit an unseen screen.
+    assert "…" not in human.stdout
+    dates = re.compile(r"\t\d{4}-\d{2}-\d{2}\t\d{4}-\d{2}-\d{2}\t")
+    assert dates.search(human.stdout), human.stdout
 
 
 def test_help_lists_every_command_without_a_traceback(env: dict[str, str]) -> None:
