@@ -6,6 +6,7 @@ ISO 3166-1 alpha-2. Each model keeps the provider's raw payload in ``raw``.
 
 from __future__ import annotations
 
+import functools
 import math
 from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal, InvalidOperation
@@ -92,6 +93,9 @@ class Booking(Record):
     check_out: date | None = None
     adults: int | None = None
     children: int | None = None
+    guests: int | None = None
+    """Everyone staying (adults, children, infants), as the provider counts it; may be known
+    when ``adults`` is not (Hostaway ``numberOfGuests`` with ``adults`` null)."""
     channel: str | None = None
     confirmation_code: str | None = None
     total_price: Decimal | None = None
@@ -156,10 +160,73 @@ def currency_code(value: object) -> str | None:
     return s.upper() if s and len(s) == 3 and s.isascii() and s.isalpha() else None
 
 
+# Codes ISO 3166 reserves "exceptionally" for other bodies' use (UK: the UPU, EL: the EU);
+# guests and channels type them as if they were the country's alpha-2 code.
+_EXCEPTIONAL_ALPHA_2 = {"UK": "GB", "EL": "GR"}
+# Languages whose country names guests and hosts type most (pycountry ships the translations).
+_NAME_LANGUAGES = (
+    "de", "fr", "es", "it", "nl", "pt", "pl", "cs", "sk", "sl", "hr", "da", "sv", "nb", "fi",
+    "hu", "ro", "tr", "el", "ru", "uk", "bg", "ca", "et", "lv", "lt", "ja", "zh_CN", "ko",
+)  # fmt: skip
+
+
+@functools.cache
+def _translated_country_names() -> dict[str, str]:
+    """Casefolded country names in ``_NAME_LANGUAGES`` → alpha-2, from pycountry's gettext
+    catalogues (``Deutschland`` → DE). Built once, on the first name pycountry's English
+    lookup does not know."""
+    import gettext
+
+    import pycountry
+
+    index: dict[str, str] = {}
+    for language in _NAME_LANGUAGES:
+        try:
+            catalogue = gettext.translation(
+                "iso3166-1", pycountry.LOCALES_DIR, languages=[language]
+            )
+        except OSError:
+            continue
+        for country in pycountry.countries:
+            for attr in ("name", "official_name", "common_name"):
+                name = getattr(country, attr, None)
+                if name:
+                    index.setdefault(catalogue.gettext(name).casefold(), country.alpha_2)
+    return index
+
+
+@functools.lru_cache(maxsize=4096)
+def _country_alpha_2(value: str) -> str | None:
+    import pycountry
+
+    upper = value.upper()
+    if upper in _EXCEPTIONAL_ALPHA_2:
+        return _EXCEPTIONAL_ALPHA_2[upper]
+    try:
+        # alpha-2, alpha-3, numeric, English name, official and common name
+        return str(pycountry.countries.lookup(value).alpha_2)
+    except LookupError:
+        pass
+    if len(value) <= 3:
+        return None  # an unknown code: a guess from the fuzzy search would be wrong
+    translated = _translated_country_names().get(value.casefold())
+    if translated:
+        return translated
+    try:
+        matches = pycountry.countries.search_fuzzy(value)
+    except LookupError:
+        return None
+    # Fuzzy search also matches subdivisions and parts of names: only an unambiguous answer.
+    return str(matches[0].alpha_2) if len(matches) == 1 else None
+
+
 def country_code(value: object) -> str | None:
-    """ISO 3166-1 alpha-2 if the value is one (case-insensitive); free-text names become None."""
+    """ISO 3166-1 alpha-2 from a code (alpha-2, alpha-3) or a country name in English or a
+    common guest language (``"Deutschland"``), via pycountry; None when it is no country."""
     s = text(value)
-    return s.upper() if s and len(s) == 2 and s.isascii() and s.isalpha() else None
+    if s is None or len(s) > 80:
+        return None
+    return _country_alpha_2(s)
 
 
 def utc_datetime(value: object, naive_zone: tzinfo = UTC) -> datetime | None:
@@ -204,12 +271,50 @@ def hour_to_time(value: object) -> str | None:
     return f"{hour:02d}:00" if hour is not None and 0 <= hour <= 23 else None
 
 
-def guest_key(email: str | None, phone: str | None, fallback: str) -> str:
-    """Stable key for guests that live inside bookings: email → phone → fallback."""
+def e164_phone(phone: str | None, region: str | None = None) -> str | None:
+    """A phone number in E.164 (``+4917012345678``) via the ``phonenumbers`` library.
+
+    ``region`` (ISO alpha-2: the guest's or the property's country) reads numbers written
+    without ``+``/``00`` (``0170 1234567``); a number that cannot be read as a possible number
+    gives None."""
+    import phonenumbers
+
+    s = text(phone)
+    if s is None:
+        return None
+    if s.startswith("00"):
+        s = "+" + s[2:]
+    try:
+        parsed = phonenumbers.parse(s, region.upper() if region else None)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_possible_number(parsed):
+        return None
+    return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
+
+
+def guest_key(
+    email: str | None,
+    phone: str | None,
+    fallback: str,
+    *,
+    region: str | None = None,
+    account: str | None = None,
+) -> str:
+    """Stable key for guests that live inside bookings: email → phone (E.164; ``region`` reads
+    numbers without country code) → the channel's guest ``account`` (e.g.
+    ``"2018:84497323"``) → ``fallback`` (the booking itself)."""
     if email:
         return "email:" + email.strip().lower()
     if phone:
-        digits = "".join(ch for ch in phone if ch.isdigit() or ch == "+")
+        normalised = e164_phone(phone, region)
+        if normalised:
+            return "phone:" + normalised
+        digits = "".join(ch for ch in phone if ch.isdigit())
         if digits:
+            # Not a readable number (no country code and no region): its digits still tell
+            # the same guest's bookings apart from others'.
             return "phone:" + digits
+    if account:
+        return "account:" + account
     return fallback

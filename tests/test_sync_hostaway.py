@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -204,3 +206,98 @@ def test_resources_without_a_filter_are_skipped_until_their_refresh_is_due(
     third = h.sync()
     assert third.resources["properties"].status == "succeeded"
     assert h.sync(full=True).resources["guests"].status == "succeeded"
+
+
+# --- real-account behaviour (issue 14) --------------------------------------------------------
+
+
+def test_an_edit_that_moves_only_updated_on_reaches_the_store_in_one_request(
+    tmp_path: Path, clock: SharedClock
+) -> None:
+    h = Harness("hostaway", tmp_path, clock, listings=5, reservations=300)
+    h.sync()
+    clock.advance(3600)
+    changed = h.state.modify_reservations(4)
+    for rid in changed:  # the edit left latestActivityOn (what latestActivityStart reads) alone
+        res = h.state.reservations[rid]
+        assert res["latestActivityOn"] < res["updatedOn"]
+    result = h.sync()
+    bookings = result.resources["bookings"]
+    rows = {r["external_id"]: r for r in h.store.fetch_rows("booking", h.conn.id)}
+    for rid in changed:
+        res = h.state.reservations[rid]
+        assert rows[str(rid)]["raw"]["updatedOn"] == res["updatedOn"]
+        assert rows[str(rid)]["total_price"] == Decimal(str(res["totalPrice"]))
+    assert bookings.fetched == len(changed)
+    assert bookings.requests == 1  # ⌈4 / 500⌉: the first page already reaches below the cursor
+
+
+def test_an_incremental_walk_costs_about_one_request_per_page_of_changes(
+    tmp_path: Path, clock: SharedClock
+) -> None:
+    h = Harness("hostaway", tmp_path, clock, listings=3, reservations=3000)
+    h.sync()
+    clock.advance(3600)
+    changed = h.state.modify_reservations(1200)
+    result = h.sync()
+    bookings = result.resources["bookings"]
+    assert bookings.fetched == len(changed) == 1200
+    assert math.ceil(1200 / PAGE_SIZE) <= bookings.requests <= math.ceil(1200 / PAGE_SIZE) + 1
+    stored = {r["external_id"]: r["raw"]["updatedOn"] for r in h.store.fetch_rows("booking")}
+    assert all(stored[str(rid)] == h.state.reservations[rid]["updatedOn"] for rid in changed)
+
+
+def test_listing_filter_latest_activity_start_is_sent_as_a_date_a_day_early() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from pms_cli.providers.hostaway import since_params
+
+    since = datetime(2026, 1, 2, 0, 30, tzinfo=timezone(timedelta(hours=2)))  # 2026-01-01 UTC
+    assert since_params(since) == {"latestActivityStart": "2025-12-31"}
+
+
+def test_a_repeat_guest_known_only_by_the_channel_account_is_one_guest_row(
+    tmp_path: Path, clock: SharedClock
+) -> None:
+    h = Harness("hostaway", tmp_path, clock, listings=4, reservations=600)
+    h.sync()
+    by_account: dict[tuple[int, str], list[int]] = {}
+    for rid, res in h.state.reservations.items():
+        if res["guestExternalAccountId"] and not (res["guestEmail"] or res["phone"]):
+            key = (res["channelId"], res["guestExternalAccountId"])
+            by_account.setdefault(key, []).append(rid)
+    (channel, account), rids = next((k, v) for k, v in by_account.items() if len(v) > 1)
+    bookings = {r["external_id"]: r for r in h.store.fetch_rows("booking", h.conn.id)}
+    keys = {bookings[str(rid)]["guest_external_id"] for rid in rids}
+    assert keys == {f"account:{channel}:{account}"}
+    guests = [g for g in h.store.fetch_rows("guest", h.conn.id) if g["external_id"] in keys]
+    assert len(guests) == 1
+
+
+def test_a_guest_key_that_changes_leaves_no_orphaned_guest_row(
+    tmp_path: Path, clock: SharedClock
+) -> None:
+    h = Harness("hostaway", tmp_path, clock, listings=3, reservations=200)
+    h.sync()
+    bookings = h.store.fetch_rows("booking", h.conn.id)
+    uses = Counter(b["guest_external_id"] for b in bookings)
+    rid, old_key = next(
+        (int(b["external_id"]), b["guest_external_id"])
+        for b in bookings
+        if uses[b["guest_external_id"]] == 1
+        and not (b["raw"]["guestEmail"] or b["raw"]["phone"])
+        and b["guest_external_id"]
+    )
+    guests_before = h.store.counts(h.conn.id)["guest"]
+    clock.advance(600)
+    h.state.reservations[rid]["guestCountry"] = "DE"
+    h.state.set_guest_phone(rid, "0170 9876543")  # typed without country code
+    result = h.sync()
+    assert result.status == "succeeded", result.error
+    row = next(r for r in h.store.fetch_rows("booking", h.conn.id) if r["external_id"] == str(rid))
+    assert row["guest_external_id"] == "phone:+491709876543"
+    guest_ids = {g["external_id"] for g in h.store.fetch_rows("guest", h.conn.id)}
+    assert old_key not in guest_ids
+    referenced = {r["guest_external_id"] for r in h.store.fetch_rows("booking", h.conn.id)}
+    assert guest_ids == referenced - {None}
+    assert h.store.counts(h.conn.id)["guest"] == guests_before

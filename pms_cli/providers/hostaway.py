@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import UTC, datetime
-from typing import Any
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 from pms_cli.errors import AuthError, ProviderError
 from pms_cli.http.auth import TokenAuth
@@ -40,14 +41,20 @@ from pms_cli.providers.base import (
 
 # --- unverified facts (fact sheet marks them so); correct them here and only here ----------------
 PAGE_SIZE = 500  # max `limit` undocumented for listings/reservations; clients use 500 successfully
-RESERVATION_ORDER = {"sortOrder": "updatedOn"}  # ascending modification time, combined with afterId
+# No sortOrder: the documented default is `updatedOn DESC, id DESC`, the order the incremental
+# walk relies on (`sortOrder=updatedOn` would be ascending).
+RESERVATION_ORDER: dict[str, str] = {}
 AUTH_FAILURE_STATUSES = frozenset(
     {401, 403}
 )  # 403 documented for invalid token; 401 seen in clients
-FILTER_DATETIME = (
-    "%Y-%m-%d %H:%M:%S"  # latestActivityStart accepts date or datetime (format unverified)
-)
+# latestActivityStart is documented as a date (YYYY-MM-DD); in which zone the day is read is
+# undocumented, so the filter starts a day early and records are filtered here exactly.
+FILTER_DATE = "%Y-%m-%d"
+FILTER_OVERLAP = timedelta(days=1)
 TOKEN_ACTIVATION_DELAY = 1.0  # documented: a new token is valid one second after issue
+# Reservation `updatedOn` moves on every edit, `latestActivityOn` (what latestActivityStart
+# filters) does not: 48 % of a real 707-reservation account had updatedOn > latestActivityOn.
+# There is no updatedOn filter, so incremental syncs walk the default updatedOn DESC order.
 # -------------------------------------------------------------------------------------------------
 
 STATUS = {
@@ -89,8 +96,23 @@ def extract(body: Any) -> PageBody:
 
 
 def since_params(since: datetime) -> dict[str, str]:
-    # The API reads the filter as UTC wall time: an offset from `--since` must be converted.
-    return {"latestActivityStart": since.astimezone(UTC).strftime(FILTER_DATETIME)}
+    """``latestActivityStart`` (a date) a day before ``since``: the day-granular filter reads
+    at least everything from ``since`` whichever zone it reads the date in."""
+    return {"latestActivityStart": (since.astimezone(UTC) - FILTER_OVERLAP).strftime(FILTER_DATE)}
+
+
+def walk_to_watermark(since: datetime) -> dict[str, str]:
+    """No query parameter: reservations have no updatedOn filter, and ``latestActivityStart``
+    misses edits. ``Hostaway.pages`` walks the default ``updatedOn DESC`` order instead and
+    stops below ``since``: about ⌈changed / page⌉ + 1 requests."""
+    return {}
+
+
+def _older_than(raw: Raw, key: str, floor: datetime) -> bool:
+    """``raw[key]`` is a time before ``floor``; an absent or unreadable time is never older
+    (the record is kept and the walk goes on)."""
+    moment = utc_datetime(raw.get(key))
+    return moment is not None and moment < floor
 
 
 def to_property(raw: Raw) -> Sequence[AnyRecord]:
@@ -122,28 +144,50 @@ def booking_status(raw_status: object) -> BookingStatus:
     return STATUS.get(str(raw_status), BookingStatus.INQUIRY)
 
 
+def channel_account(raw: Raw) -> str | None:
+    """``channelId:guestExternalAccountId``: the channel's own id of the guest (Airbnb's user
+    id), stable across that guest's reservations; scoped by channel, since two channels' ids
+    can collide."""
+    account, channel = text(raw.get("guestExternalAccountId")), text(raw.get("channelId"))
+    return f"{channel}:{account}" if account and channel else None
+
+
+def guest_count(raw: Raw) -> int | None:
+    """Everyone staying: ``numberOfGuests``, else the sum of the counts that are known."""
+    total = integer(raw.get("numberOfGuests"))
+    if total is not None:
+        return total
+    adults = integer(raw.get("adults"))
+    if adults is None:
+        return None
+    return adults + sum(integer(raw.get(k)) or 0 for k in ("children", "infants"))
+
+
 def to_booking(raw: Raw) -> Sequence[AnyRecord]:
     rid = str(raw["id"])
     email = text(raw.get("guestEmail"))
     phone = text(raw.get("phone"))
     first, last = text(raw.get("guestFirstName")), text(raw.get("guestLastName"))
     name = text(raw.get("guestName")) or " ".join(p for p in (first, last) if p) or None
+    country = country_code(raw.get("guestCountry"))
+    account = channel_account(raw)
     status = booking_status(raw.get("status"))
     records: list[AnyRecord] = []
     gkey: str | None = None
-    if status is not BookingStatus.BLOCKED and (email or phone or name):
-        gkey = guest_key(email, phone, f"reservation:{rid}")
+    if status is not BookingStatus.BLOCKED and (email or phone or name or account):
+        gkey = guest_key(email, phone, f"reservation:{rid}", region=country, account=account)
         records.append(
             Guest(
                 external_id=gkey,
-                raw={"reservationId": raw["id"]},
+                raw={"reservationId": raw["id"], "channelAccount": account},
                 name=name,
                 first_name=first,
                 last_name=last,
                 email=email,
                 phone=phone,
-                language=text(raw.get("guestLocale")),
-                country=country_code(raw.get("guestCountry")),
+                # guestLocale is often null where Hostaway has picked a messaging locale.
+                language=text(raw.get("guestLocale")) or text(raw.get("localeForMessaging")),
+                country=country,
             )
         )
     records.insert(
@@ -156,8 +200,10 @@ def to_booking(raw: Raw) -> Sequence[AnyRecord]:
             status=status,
             check_in=iso_date(raw.get("arrivalDate")),
             check_out=iso_date(raw.get("departureDate")),
-            adults=integer(raw.get("adults")) or integer(raw.get("numberOfGuests")),
+            # Null on some direct/VRBO bookings: unknown, not the total (that is `guests`).
+            adults=integer(raw.get("adults")),
             children=integer(raw.get("children")),
+            guests=guest_count(raw),
             channel=text(raw.get("channelName")) or text(raw.get("channelId")),
             confirmation_code=text(raw.get("confirmationCode")),
             total_price=money(raw.get("totalPrice")),
@@ -250,7 +296,7 @@ class Hostaway(Provider):
             required=("id", "listingMapId", "arrivalDate", "status"),
             expected=("departureDate", "totalPrice", "currency", "guestName", "updatedOn"),
             params=RESERVATION_ORDER,
-            since=since_params,
+            since=walk_to_watermark,
             derived_kinds=("guest",),
         ),
     )
@@ -273,6 +319,28 @@ class Hostaway(Provider):
         extract(await self.http.get_json("listings", {"limit": 1}))
         account = self.ctx.public.get("account_id", "")
         return AccountInfo(account_ref=account, display_name=f"Hostaway account {account}")
+
+    async def pages(self, resource: Resource, since: datetime | None) -> AsyncIterator[list[Raw]]:
+        """Incremental reads keep only records changed since ``since``.
+
+        Reservations: the walk in ``updatedOn DESC`` order ends with the first page that
+        reaches below ``since``. Listings: ``latestActivityStart`` is a day early (a date), the
+        rest is dropped here.
+        """
+        if since is None:
+            async for page in super().pages(resource, since):
+                yield page
+            return
+        floor = since.astimezone(UTC)
+        key = "updatedOn" if resource.kind == "booking" else "latestActivityOn"
+        walk = cast(AsyncGenerator[list[Raw], None], super().pages(resource, since))
+        async with contextlib.aclosing(walk) as pages:
+            async for page in pages:
+                fresh = [r for r in page if not _older_than(r, key, floor)]
+                if fresh:
+                    yield fresh
+                if resource.kind == "booking" and page and _older_than(page[-1], key, floor):
+                    return
 
     async def fetch_one(self, resource: Resource, external_id: str) -> Raw | None:
         """``GET listings/{id}`` / ``GET reservations/{id}``: ``{status, result: {...}}``."""

@@ -286,25 +286,40 @@ class HostawaySandbox:
             epoch - fake.rng.uniform(3600, 365 * _DAY) for _ in range(self.config.reservations)
         )
         reservation_id = 48_000_000
+        repeaters: dict[int, list[Json]] = {}  # per channel
         for booked_at in booked:
             reservation_id += fake.rng.randint(1, 40)
             listing = self.listings[fake.choice(list(self.listings))]
-            # Most bookings are touched again later (messages, alterations), never past the epoch.
-            updated = booked_at + 1 + fake.rng.uniform(0, min(30 * _DAY, epoch - booked_at - 2))
-            activity = updated + fake.rng.uniform(0, min(2 * _DAY, epoch - updated - 1))
+            # Activity (messages, status changes) goes on for a while after booking; edits
+            # that move only updatedOn come after it as often as not (real account, below).
+            activity = booked_at + 1 + fake.rng.uniform(0, min(30 * _DAY, epoch - booked_at - 2))
+            updated = min(activity + _edit_gap(fake), epoch - 1)
             status = fake.weighted(RESERVATION_STATUSES)
+            if status == "cancelled":
+                activity = updated  # cancellations did move latestActivityOn
             res = _make_reservation(
                 fake, reservation_id, listing, self.config.account_id, status, booked_at
             )
             _touch(res, updated, activity)
             if status == "cancelled":
                 res["cancellationDate"] = res["updatedOn"]
+            same_channel = repeaters.get(res["channelId"])
+            if fake.chance(0.1) and same_channel and res["status"] != "ownerStay":
+                # A repeat guest the channel knows only by its guest account id.
+                _same_guest(res, fake.choice(same_channel))
+            elif res["guestExternalAccountId"] and not (res["guestEmail"] or res["phone"]):
+                repeaters.setdefault(res["channelId"], []).append(res)
             self.reservations[reservation_id] = res
 
     # ------------------------------------------------------------------ mutations (for tests)
 
-    def modify_reservations(self, n: int) -> list[int]:
-        """Change status, price and guest name of ``n`` random reservations; return their ids."""
+    def modify_reservations(self, n: int, *, activity: bool = False) -> list[int]:
+        """Change status, price and guest details of ``n`` random reservations; return their ids.
+
+        Like most real edits these move ``updatedOn`` only, not ``latestActivityOn`` (what
+        ``latestActivityStart`` filters on); ``activity=True`` moves both. A guest who had
+        given neither email nor phone now has a phone (the guest key changes).
+        """
         ids = sorted(
             self._fake.rng.sample(sorted(self.reservations), min(n, len(self.reservations)))
         )
@@ -321,9 +336,19 @@ class HostawaySandbox:
                 person = self._fake.person()
                 res["guestFirstName"], res["guestLastName"] = person.first, person.last
                 res["guestName"] = person.full
-            _touch(res, now)
+            if res["status"] != "ownerStay" and not (res["guestEmail"] or res["phone"]):
+                res["phone"] = self._fake.phone(self._fake.city())
+            _touch(res, now, now if activity else _parse_utc(res["latestActivityOn"]))
             self._emit("reservation.updated", res)
         return ids
+
+    def set_guest_phone(self, reservation_id: int, phone: str | None) -> None:
+        """The guest's phone arrives (or changes) later, as after an Airbnb confirmation; like
+        other edits it moves ``updatedOn`` only (raises KeyError for unknown ids)."""
+        res = self.reservations[reservation_id]
+        res["phone"] = phone
+        _touch(res, self.clock.now(), _parse_utc(res["latestActivityOn"]))
+        self._emit("reservation.updated", res)
 
     def add_reservations(self, n: int) -> list[int]:
         """Book ``n`` new reservations now (on active listings); return their ids."""
@@ -673,13 +698,25 @@ def _make_reservation(
     person, home = fake.person(), fake.city()
     first: str | None = person.first
     last: str | None = person.last
+    # Real account: 43 % of reservations had neither email nor phone; 90 % of those carried
+    # the channel's guest account id, the only way to recognise a repeat guest.
+    contactless = not owner_stay and fake.chance(0.43)
+    phone: str | None = None
+    account: str | None = None
     if owner_stay:
         first, last = listing["contactName"].split(" ", 1)
         email: str | None = listing["contactEmail"]
+    elif contactless:
+        email = None
+        account = fake.digits(9) if fake.chance(0.9) else None
     elif channel_id in _RELAY_DOMAINS and fake.chance(0.65):
         email = fake.relay_email(person, _RELAY_DOMAINS[channel_id])
     else:
         email = None if fake.chance(0.15) else fake.email(person)
+    if not contactless and fake.chance(0.8):
+        phone = _national_phone(fake, home) if fake.chance(0.2) else fake.phone(home)
+    if account is None and channel_id in _AIRBNB and not owner_stay:
+        account = fake.digits(9)
     guest_name = f"{first} {last}"
     if channel_id in _AIRBNB and status.startswith("inquiry"):
         last, guest_name = None, person.first  # Airbnb shows only a first name before booking
@@ -688,8 +725,12 @@ def _make_reservation(
 
     arrival = datetime.fromtimestamp(booked_at, UTC).date() + timedelta(fake.rng.randint(0, 180))
     nights = fake.weighted({1: 10, 2: 20, 3: 20, 4: 14, 5: 10, 7: 12, 10: 5, 14: 4})
-    adults = fake.rng.randint(1, listing["personCapacity"])
+    adults: int | None = fake.rng.randint(1, listing["personCapacity"])
     children = fake.rng.randint(0, 2) if fake.chance(0.25) else None
+    party = (adults or 0) + (children or 0)
+    if channel_id in (2000, 2002, 2010, 2013) and fake.chance(0.4):
+        adults = children = None  # direct/VRBO: only numberOfGuests is known
+    locale = fake.choice((None, "en", "de", "fr", "es"))
     cleaning = None if owner_stay else listing["cleaningFee"]
     nightly = listing["price"] * fake.rng.uniform(0.85, 1.3)
     total = 0.0 if owner_stay else round(nightly * nights + (cleaning or 0), 2)
@@ -710,18 +751,21 @@ def _make_reservation(
         "guestFirstName": first,
         "guestLastName": last,
         "guestEmail": email,
-        "phone": None if fake.chance(0.2) else fake.phone(home),
+        "phone": phone,
         "guestAddress": fake.street_address(home) if fake.chance(0.3) else None,
         "guestZipCode": fake.postcode(home) if fake.chance(0.3) else None,
         "guestCountry": home.country_code if fake.chance(0.8) else None,
         "guestCity": home.name if fake.chance(0.6) else None,
-        "guestLocale": fake.choice((None, "en", "de", "fr", "es")),
+        # guestLocale is often null while Hostaway has chosen a locale for messages.
+        "guestLocale": locale if fake.chance(0.35) else None,
+        "localeForMessaging": locale,
+        "localeForMessagingSource": None,
         "guestPicture": None,
-        "guestExternalAccountId": fake.digits(9) if channel_id in _AIRBNB else None,
+        "guestExternalAccountId": account,
         "guestRecommendations": fake.rng.randint(0, 20) if channel_id in _AIRBNB else None,
         "guestTrips": fake.rng.randint(0, 30) if channel_id in _AIRBNB else None,
         "guestWork": None,
-        "numberOfGuests": adults + (children or 0),
+        "numberOfGuests": party,
         "adults": adults,
         "children": children,
         "infants": None,
@@ -763,6 +807,43 @@ def _make_reservation(
     _set_total(res, total)
     _touch(res, booked_at)
     return res
+
+
+def _edit_gap(fake: FakeData) -> float:
+    """Seconds from a reservation's latest activity to its last edit, as in a real account of
+    707 reservations: 48 % had updatedOn after latestActivityOn, 24 % by more than ten
+    minutes, 7 % by more than 30 days. Cancellations (12 %) move both, so the other bookings
+    carry the whole share."""
+    draw = fake.rng.random()
+    if draw < 0.455:
+        return 0.0
+    if draw < 0.725:
+        return fake.rng.uniform(1, 600)
+    if draw < 0.92:
+        return fake.rng.uniform(600, 30 * _DAY)
+    return fake.rng.uniform(30 * _DAY, 120 * _DAY)
+
+
+def _same_guest(res: Json, earlier: Json) -> None:
+    """Make ``res`` a booking of the guest of ``earlier`` (same channel), known by name and
+    channel account only."""
+    for key in ("guestName", "guestFirstName", "guestLastName", "guestExternalAccountId"):
+        res[key] = earlier[key]
+    res["guestEmail"] = res["phone"] = None
+
+
+def _national_phone(fake: FakeData, home: Any) -> str:
+    """The same guest phone as typed into a form: national format, or ``00`` instead of
+    ``+``, with spaces (real payloads carry all three)."""
+    number = fake.phone(home)
+    if fake.chance(0.5):
+        return "00" + number[1:3] + " " + number[3:]
+    prefix = home.phone_prefix
+    return "0" + number[len(prefix) : len(prefix) + 3] + " " + number[len(prefix) + 3 :]
+
+
+def _parse_utc(value: str) -> float:
+    return datetime.strptime(value, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC).timestamp()
 
 
 def _set_total(res: Json, total: float) -> None:

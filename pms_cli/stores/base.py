@@ -99,6 +99,12 @@ class Store(Protocol):
     ) -> int:
         """Set ``deleted_at`` on live rows not touched since ``seen_before`` (full syncs)."""
 
+    def delete_unreferenced_guests(self, connection_id: str) -> int:
+        """Delete the connection's guest rows that no booking row points at; returns how many.
+
+        Only for providers whose guests are derived from bookings: when a booking's guest key
+        changes (a phone added after the name), the row under the old key is nobody's."""
+
     def counts(self, connection_id: str) -> dict[str, int]: ...
     def known_external_ids(
         self, connection_id: str, kind: Kind, external_ids: Sequence[str]

@@ -23,6 +23,7 @@ from pms_cli.stores.schema import (
     DROP_JOBS_V2,
     SCHEMA_VERSION,
     TABLES_V1,
+    ddl_added_columns,
     ddl_checkpoints,
     ddl_jobs_v2,
     ddl_v1,
@@ -223,7 +224,15 @@ def _v4() -> Step:
     )
 
 
-STEPS: list[Step] = [_v1(), _v2(), _v3(), _v4()]
+def _v5() -> Step:
+    return Step(
+        5,
+        "pms_bookings.guests: the total guest count, apart from adults",
+        tuple(ddl_added_columns(5, "postgres")),
+    )
+
+
+STEPS: list[Step] = [_v1(), _v2(), _v3(), _v4(), _v5()]
 
 _VERSION_DDL = (
     f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (\n"

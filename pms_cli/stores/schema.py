@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # logical type → (sqlite, postgres)
 TYPES = {
@@ -141,7 +141,7 @@ PROPERTIES = Table(
     ("connection_id", "external_id"),
 )
 
-BOOKINGS = Table(
+BOOKINGS_V1 = Table(
     "pms_bookings",
     (
         *_DATA_COMMON,
@@ -166,6 +166,26 @@ BOOKINGS = Table(
     ("connection_id", "external_id"),
     (("connection_id", "property_external_id"), ("connection_id", "check_in")),
 )
+
+# Columns added after version 1, per version: (table, (column, logical type, constraint)).
+ADDED_COLUMNS: dict[int, tuple[tuple[str, tuple[str, str, str]], ...]] = {
+    5: (("pms_bookings", ("guests", "int", "")),),
+}
+
+
+def _with_added(table: Table) -> Table:
+    added = tuple(
+        col for cols in ADDED_COLUMNS.values() for name, col in cols if name == table.name
+    )
+    if not added:
+        return table
+    # New columns go before raw/synced_at/deleted_at, where a reader looks for canonical ones;
+    # the database itself appends them (column order does not matter to any query here).
+    head, tail = table.columns[: -len(_DATA_TAIL)], table.columns[-len(_DATA_TAIL) :]
+    return Table(table.name, (*head, *added, *tail), table.primary_key, table.indexes)
+
+
+BOOKINGS = _with_added(BOOKINGS_V1)
 
 GUESTS = Table(
     "pms_guests",
@@ -282,7 +302,7 @@ TABLES_V1 = (
     PROPERTY_MAPPINGS,
     SYNC_LOG,
     PROPERTIES,
-    BOOKINGS,
+    BOOKINGS_V1,
     GUESTS,
     SYNC_STATE,
     WEBHOOK_EVENTS,
@@ -290,7 +310,7 @@ TABLES_V1 = (
     LOCKS,
 )
 
-TABLES = (*TABLES_V1, CHECKPOINTS)
+TABLES = (*(BOOKINGS if t is BOOKINGS_V1 else t for t in TABLES_V1), CHECKPOINTS)
 
 #: What `pms disconnect --purge` deletes for a connection (its row and sync log stay).
 PURGED_ON_DISCONNECT = tuple(
@@ -339,8 +359,21 @@ def ddl_checkpoints(dialect: str) -> list[str]:
     return CHECKPOINTS.ddl(dialect)
 
 
+def ddl_added_columns(version: int, dialect: str) -> list[str]:
+    """``ALTER TABLE … ADD COLUMN`` for the columns of ``version`` (Postgres: re-runnable;
+    SQLite has no ``IF NOT EXISTS`` here, so ``SqliteStore`` adds only the missing ones)."""
+    pick = 0 if dialect == "sqlite" else 1
+    guard = "" if dialect == "sqlite" else "IF NOT EXISTS "
+    return [
+        f"ALTER TABLE {table} ADD COLUMN {guard}{name} {TYPES[kind][pick]}"
+        f"{(' ' + constraint) if constraint else ''}"
+        for table, (name, kind, constraint) in ADDED_COLUMNS.get(version, ())
+    ]
+
+
 def ddl(dialect: str) -> list[str]:
-    """The whole current schema (SQLite creates it on open; Postgres replays the steps).
+    """The whole current schema but the added columns (SQLite creates it on open and adds
+    the missing columns itself; Postgres replays the steps).
 
     SQLite files created before version 4 may carry the old `pms worker` queue table; dropping
     it on open is their upgrade (nothing in it outlives a worker run).

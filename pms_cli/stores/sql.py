@@ -202,6 +202,18 @@ class SqlStore:
             )
             return max(int(cur.rowcount), 0)
 
+    def delete_unreferenced_guests(self, connection_id: str) -> int:
+        guests, bookings, ph = DATA_TABLES["guest"].name, DATA_TABLES["booking"].name, self.ph
+        with self._tx() as cur:
+            # NOT IN over a subquery: both engines hash it once (no index on the guest column).
+            cur.execute(
+                f"DELETE FROM {guests} WHERE connection_id = {ph} AND external_id NOT IN ("
+                f"SELECT guest_external_id FROM {bookings} WHERE connection_id = {ph} "
+                "AND guest_external_id IS NOT NULL)",
+                [connection_id, connection_id],
+            )
+            return max(int(cur.rowcount), 0)
+
     def counts(self, connection_id: str) -> dict[str, int]:
         out: dict[str, int] = {}
         with self._tx() as cur:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pms_cli.errors import StoreError
-from pms_cli.stores.schema import SCHEMA_VERSION, ddl
+from pms_cli.stores.schema import ADDED_COLUMNS, SCHEMA_VERSION, ddl, ddl_added_columns
 from pms_cli.stores.sql import SqlStore, dumps
 
 
@@ -58,6 +58,13 @@ class SqliteStore(SqlStore):
         with self._tx() as cur:
             for statement in ddl("sqlite"):
                 cur.execute(statement)
+            # A file created by an older pms lacks the columns added since: add those only.
+            for version, added in ADDED_COLUMNS.items():
+                statements = ddl_added_columns(version, "sqlite")
+                for (table, (column, _, _)), statement in zip(added, statements, strict=True):
+                    cur.execute(f"PRAGMA table_info({table})")
+                    if column not in {row[1] for row in cur.fetchall()}:
+                        cur.execute(statement)
             cur.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:

@@ -652,6 +652,41 @@ class SupabaseStore:
         )
         return self._count(f"marking deleted {kind} rows", query)
 
+    def _column(self, table: str, column: str, connection_id: str) -> set[str]:
+        """Every non-null value of one column of a connection's rows, paged."""
+        values: set[str] = set()
+        start = 0
+        while True:
+            query = (
+                self._table(table)
+                .select(column)
+                .eq("connection_id", connection_id)
+                .not_.is_(column, None)
+                .order("external_id")
+                .range(start, start + self.page_rows - 1)
+            )
+            page = self._rows(f"reading {table}.{column}", query)
+            if not page:
+                return values
+            values.update(str(r[column]) for r in page)
+            start += len(page)
+
+    def delete_unreferenced_guests(self, connection_id: str) -> int:
+        # REST has no anti-join: read both id sets, delete the difference in chunks.
+        guests = self._column(DATA_TABLES["guest"].name, "external_id", connection_id)
+        used = self._column(DATA_TABLES["booking"].name, "guest_external_id", connection_id)
+        orphans = sorted(guests - used)
+        total = 0
+        for i in range(0, len(orphans), IN_CHUNK):
+            query = (
+                self._table(DATA_TABLES["guest"].name)
+                .delete(count=CountMethod.exact, returning=ReturnMethod.minimal)
+                .eq("connection_id", connection_id)
+                .in_("external_id", orphans[i : i + IN_CHUNK])
+            )
+            total += self._count("deleting unreferenced guest rows", query)
+        return total
+
     def counts(self, connection_id: str) -> dict[str, int]:
         out: dict[str, int] = {}
         for kind, table in DATA_TABLES.items():

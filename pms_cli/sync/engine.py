@@ -214,6 +214,12 @@ def references(records: Iterable[AnyRecord]) -> Iterator[tuple[Kind, str]]:
                 yield "guest", record.guest_external_id
 
 
+def derives_guests(provider: type[Provider], resource: Resource) -> bool:
+    """``resource`` derives guest rows from its records and the provider has no guest
+    resource of its own: those rows exist only while a booking points at them."""
+    return "guest" in resource.derived_kinds and all(r.kind != "guest" for r in provider.resources)
+
+
 def drift_error(
     adapter: Provider, resource: Resource, missing: Sequence[str], records: int
 ) -> ProviderError:
@@ -313,6 +319,8 @@ class SyncEngine:
                 written[kind] = await self._store(
                     self.store.upsert_records, conn, kind, records, self._now()
                 )
+        if not dry_run and derives_guests(get_provider(conn.provider), resource):
+            await self._store(self.store.delete_unreferenced_guests, conn.id)
         return written, skipped
 
     async def prime(self, adapter: Provider, conn: Connection) -> None:
@@ -635,6 +643,10 @@ class SyncEngine:
                         self._emit("page", result, resource.name)
             for kind in list(buffers):
                 await flush(kind)
+            if not options.dry_run and derives_guests(type(adapter), resource):
+                # A booking whose guest key changed (phone added later) left its old guest
+                # row behind; the rows written above are the bookings' current keys.
+                await self._store(self.store.delete_unreferenced_guests, conn.id)
             if resource.lists_deletions:
                 await self._mark_listed_deletions(
                     conn, adapter, resource, since, rr, run_start, options

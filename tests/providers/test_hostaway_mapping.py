@@ -113,3 +113,57 @@ def test_mappers_never_crash_on_junk_fields_when_an_id_is_present(
     raw = {**fields, "id": rid}
     assert to_booking(raw)[0].external_id == str(rid)
     assert to_property(raw)[0].external_id == str(rid)
+
+
+# --- shapes of real production payloads (issue 14) ---------------------------------------------
+
+
+def test_a_guest_without_email_or_phone_is_keyed_by_the_channel_account() -> None:
+    booking, guest = to_booking(load("reservation_airbnb_contactless"))
+    assert isinstance(booking, Booking) and isinstance(guest, Guest)
+    assert guest.external_id == booking.guest_external_id == "account:2018:513377820"
+
+
+def test_a_repeat_guest_known_by_the_channel_account_gets_the_same_key() -> None:
+    first = load("reservation_airbnb_contactless")
+    second = {**first, "id": 41999001, "arrivalDate": "2025-08-01", "guestName": "Jonas K."}
+    assert to_booking(first)[1].external_id == to_booking(second)[1].external_id
+    other_channel = {**first, "channelId": 2005, "channelName": "bookingcom"}
+    assert to_booking(other_channel)[1].external_id == "account:2005:513377820"
+
+
+@pytest.mark.parametrize(
+    ("phone", "country"),
+    [("+49 170 1234567", None), ("0049 170 1234567", None), ("0170 1234567", "DE")],
+)
+def test_phones_are_keyed_in_e164_whatever_the_format(phone: str, country: str | None) -> None:
+    raw = {**load("reservation"), "guestEmail": None, "phone": phone, "guestCountry": country}
+    _, guest = to_booking(raw)
+    assert guest.external_id == "phone:+491701234567"
+
+
+def test_guest_locale_null_falls_back_to_the_locale_for_messaging() -> None:
+    _, guest = to_booking(load("reservation_airbnb_contactless"))
+    assert isinstance(guest, Guest) and guest.language == "de"
+
+
+def test_adults_null_stays_unknown_and_the_total_is_kept_as_guests() -> None:
+    booking, _ = to_booking(load("reservation_airbnb_contactless"))
+    assert isinstance(booking, Booking)
+    assert booking.adults is None
+    assert booking.guests == 3
+
+
+def test_guests_is_the_sum_of_known_counts_when_number_of_guests_is_null() -> None:
+    raw = {**load("reservation"), "numberOfGuests": None, "adults": 2, "children": 1}
+    booking = to_booking(raw)[0]
+    assert isinstance(booking, Booking) and (booking.adults, booking.guests) == (2, 3)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("US", "US"), ("Germany", "DE"), ("Deutschland", "DE"), ("DEU", "DE"), ("XX", None)],
+)
+def test_guest_country_names_and_codes_become_alpha_2(value: str, expected: str | None) -> None:
+    _, guest = to_booking({**load("reservation"), "guestCountry": value})
+    assert isinstance(guest, Guest) and guest.country == expected

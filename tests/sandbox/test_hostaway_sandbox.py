@@ -6,6 +6,8 @@ import asyncio
 import base64
 import json
 import re
+from collections import Counter
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -499,10 +501,53 @@ def test_generates_data_with_documented_shapes_and_vocabularies(clock: ManualClo
         assert res["listingMapId"] in listings and res["hostawayReservationId"] == res["id"]
         assert isinstance(res["totalPrice"], float) and res["currency"]
         assert all(TIMESTAMP.match(res[k]) for k in ("insertedOn", "updatedOn", "latestActivityOn"))
-        assert res["insertedOn"] <= res["updatedOn"] <= res["latestActivityOn"]
+        assert res["insertedOn"] <= min(res["updatedOn"], res["latestActivityOn"])
         assert res["isArchived"] in (0, 1) and res["isStarred"] in (0, 1)
     emails = [res["guestEmail"] for res in reservations]
     assert None in emails and any(e and e.endswith("@guest.airbnb.com") for e in emails)
+
+
+def test_about_half_the_reservations_were_edited_after_their_latest_activity(
+    clock: ManualClock,
+) -> None:
+    # The real 707-reservation account: 48 % / 24 % (> 10 min) / 7 % (> 30 days).
+    sandbox = HostawaySandbox(HostawaySandboxConfig(clock=clock, reservations=2000))
+    gaps = [
+        (_ts(res["updatedOn"]) - _ts(res["latestActivityOn"]))
+        for res in sandbox.reservations.values()
+    ]
+    share = {limit: sum(gap > limit for gap in gaps) / len(gaps) for limit in (0, 600, 30 * 86400)}
+    assert 0.42 <= share[0] <= 0.54
+    assert 0.19 <= share[600] <= 0.29
+    assert 0.04 <= share[30 * 86400] <= 0.10
+
+
+def test_generates_contactless_guests_known_only_by_their_channel_account(
+    clock: ManualClock,
+) -> None:
+    sandbox = HostawaySandbox(HostawaySandboxConfig(clock=clock, reservations=2000))
+    guests = [r for r in sandbox.reservations.values() if r["status"] != "ownerStay"]
+    contactless = [r for r in guests if not (r["guestEmail"] or r["phone"])]
+    with_account = [r for r in contactless if r["guestExternalAccountId"]]
+
+    assert 0.36 <= len(contactless) / len(guests) <= 0.50
+    assert 0.84 <= len(with_account) / len(contactless) <= 0.96
+    accounts = Counter((r["channelId"], r["guestExternalAccountId"]) for r in with_account)
+    assert max(accounts.values()) > 1  # repeat guests, recognisable by the account only
+    phones = [r["phone"] for r in guests if r["phone"]]
+    assert any(not p.startswith("+") for p in phones)  # typed as national / 00 numbers
+
+
+def test_guest_locale_is_often_null_and_adults_sometimes_while_the_totals_are_set(
+    clock: ManualClock,
+) -> None:
+    sandbox = HostawaySandbox(HostawaySandboxConfig(clock=clock, reservations=500))
+    reservations = list(sandbox.reservations.values())
+
+    assert any(r["guestLocale"] is None and r["localeForMessaging"] for r in reservations)
+    unknown_adults = [r for r in reservations if r["adults"] is None]
+    assert unknown_adults and all(r["numberOfGuests"] >= 1 for r in unknown_adults)
+    assert {r["channelId"] for r in unknown_adults} <= {2000, 2002, 2010, 2013}
 
 
 def test_generates_identical_data_for_the_same_seed_at_any_clock_time() -> None:
@@ -538,8 +583,10 @@ def test_modify_reservations_bumps_updated_on_and_moves_them_to_the_front(
     front = api.get("/v1/reservations", limit=3).json()["result"]
     assert {res["id"] for res in front} == set(changed)
     for res in front:
-        assert res["updatedOn"] == res["latestActivityOn"] > before[res["id"]]["updatedOn"]
         old = before[res["id"]]
+        assert res["updatedOn"] > old["updatedOn"]
+        # Like most real edits: latestActivityOn (what latestActivityStart filters) stays.
+        assert res["latestActivityOn"] == old["latestActivityOn"]
         assert (res["guestName"], res["totalPrice"]) != (old["guestName"], old["totalPrice"])
 
 
@@ -547,7 +594,8 @@ def test_latest_activity_filter_finds_only_modified_reservations(
     api: Api, clock: ManualClock
 ) -> None:
     clock.advance(3600)
-    changed = api.sandbox.modify_reservations(4)
+    api.sandbox.modify_reservations(3)  # edits that leave latestActivityOn alone
+    changed = api.sandbox.modify_reservations(4, activity=True)
     since = api.sandbox.reservations[changed[0]]["updatedOn"]
 
     body = api.get("/v1/reservations", latestActivityStart=since).json()
@@ -576,3 +624,7 @@ def test_stats_count_requests_per_path(api: Api) -> None:
     assert stats.requests == 3
     assert stats.per_path["POST /v1/accessTokens"] == 1
     assert stats.per_path["GET /v1/reservations/{item_id:int}"] == 1
+
+
+def _ts(value: str) -> float:
+    return datetime.strptime(value, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC).timestamp()
