@@ -80,6 +80,44 @@ _DAY = 86_400.0
 DEFAULT_COSTS = {"setup": 1.0, "token": 1.0, "details": 0.0, "properties": 1.0, "bookings": 1.5}
 
 
+def _invoice(fake: FakeData, booking: Json, prop: Json, at: float) -> list[Json]:
+    """Invoice items as real accounts show them; ``price`` often disagrees (8 of 19 real
+    bookings): direct bookings keep ``price`` 0 with the charges only here, and an Airbnb
+    ``price`` can be the host payout while the invoice holds the guest's gross."""
+    gross = booking["price"]
+    cleaning = round(gross * 0.12, 2) if fake.chance(0.5) else 0.0
+    nights = max(
+        1, (date.fromisoformat(booking["departure"]) - date.fromisoformat(booking["arrival"])).days
+    )
+    lines = [("Room", 1, nights, round((gross - cleaning) / nights, 2))]
+    if cleaning:
+        lines.append(("Cleaning fee", 7, 1, cleaning))
+    items: list[Json] = []
+    for n, (description, sub_type, qty, amount) in enumerate(lines, start=2):
+        items.append(
+            {"id": booking["id"] * 10 + n, "bookingId": booking["id"], "invoiceId": None,
+             "invoiceeId": None, "type": "charge", "subType": sub_type,
+             "description": description, "status": "", "qty": qty, "amount": amount,
+             "lineTotal": round(qty * amount, 2), "vatRate": 0, "createdBy": 0,
+             "createTime": iso_utc(at)}
+        )  # fmt: skip
+    charged = round(sum(i["lineTotal"] for i in items), 2)
+    if fake.chance(0.4):
+        items.append(
+            {"id": booking["id"] * 10 + 9, "bookingId": booking["id"], "invoiceId": None,
+             "invoiceeId": None, "type": "payment", "subType": 200, "description": "Payment",
+             "status": "", "qty": 1, "amount": charged, "lineTotal": charged, "vatRate": 0,
+             "createdBy": 0, "createTime": iso_utc(at)}
+        )  # fmt: skip
+    if booking["channel"] in ("direct", "bookingpage") and fake.chance(0.6):
+        booking["price"] = 0.0
+    elif booking["channel"] == "airbnb" and fake.chance(0.6):
+        booking["price"] = round(charged * 0.97, 2)  # the payout, after Airbnb's host fee
+    else:
+        booking["price"] = charged
+    return items
+
+
 def iso_utc(ts: float) -> str:
     """Beds24's response date-time format, e.g. ``2022-09-05T09:00:09Z``."""
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -250,10 +288,14 @@ class Beds24Sandbox:
         named = not black and fake.chance(0.75)
         email = fake.email(person) if named and fake.chance(0.5) else ""
         phone = fake.phone(home) if named and fake.chance(0.5) else ""
+        if phone and fake.chance(0.3):  # typed in national format, as guests do
+            phone = "0" + phone[len(home.phone_prefix) :]
+        # Real bookings often carry the whole name in firstName with lastName empty.
+        whole_name = named and fake.chance(0.15)
         guest = {
             "title": "",
-            "firstName": person.first if named else "",
-            "lastName": person.last if named else "",
+            "firstName": (person.full if whole_name else person.first) if named else "",
+            "lastName": person.last if named and not whole_name else "",
             "email": email,
             "phone": "",
             "mobile": phone,
@@ -317,12 +359,7 @@ class Beds24Sandbox:
                  "email": email, "phone": "", "mobile": phone, "country2": home.country_code}
             ]  # fmt: skip
         if price:
-            booking["invoiceItems"] = [
-                {"id": booking_id * 10 + 2, "bookingId": booking_id, "invoiceId": None,
-                 "invoiceeId": None, "type": "charge", "subType": 1, "description": "Room",
-                 "status": "", "qty": 1, "amount": price, "lineTotal": price, "vatRate": 0,
-                 "createdBy": 0, "createTime": iso_utc(at)}
-            ]  # fmt: skip
+            booking["invoiceItems"] = _invoice(fake, booking, prop, at)
         return booking
 
     # ------------------------------------------------------------------ mutations (for tests)
@@ -334,7 +371,12 @@ class Beds24Sandbox:
             booking = self.bookings[booking_id]
             if booking["status"] in ("request", "new"):
                 booking["status"] = "confirmed"
-            booking["price"] = round(booking["price"] * self._fake.rng.uniform(0.9, 1.15), 2)
+            factor = self._fake.rng.uniform(0.9, 1.15)
+            booking["price"] = round(booking["price"] * factor, 2)
+            for item in booking["invoiceItems"]:
+                if item["type"] == "charge":  # the invoice follows the price change
+                    item["amount"] = round(item["amount"] * factor, 2)
+                    item["lineTotal"] = round(item["amount"] * item["qty"], 2)
             if booking["status"] != "black":
                 person = self._fake.person()
                 booking["firstName"], booking["lastName"] = person.first, person.last

@@ -4,7 +4,9 @@ Fact sheet: shared/providers/beds24.md §6. Configured per property (Settings �
 Access → Booking Webhook, or ``POST /properties`` with a ``webhooks`` object) with the
 *Custom Header* ``X-Pms-Webhook-Token: <token>``; ``?token=`` in the URL works as well. Version 2
 sends ``{timeStamp, booking: {...}, retries}`` (``retries`` counts attempts, so it is left out of
-the dedupe key); version 1 appends ``bookid`` and ``status`` to the URL and may POST card data
+the dedupe key). Some deliveries are a JSON *array* (one integrator reads ``body[0].booking.id``):
+each item, a ``{booking: {...}}`` envelope or a bare booking, names one booking to refetch.
+Version 1 appends ``bookid`` and ``status`` to the URL and may POST card data
 as a form, which is never read or stored.
 """
 
@@ -48,21 +50,28 @@ class Beds24Webhooks(WebhookSpec):
         return super().json_body(delivery)
 
     def parse(self, body: Any, delivery: Delivery) -> Parsed:
-        if not isinstance(body, dict):
-            raise ValueError("Beds24 webhook body is not an object")
-        booking = body.get("booking")
-        booking_id = text_id(booking.get("id")) if isinstance(booking, dict) else None
-        booking_id = booking_id or text_id(body.get("bookid"))
-        if booking_id is None:
-            raise ValueError("Beds24 webhook without booking.id")
-        # No event field: status is unreliable (a new booking may come as "modify").
-        status = booking.get("status") if isinstance(booking, dict) else body.get("status")
-        return Parsed((Change("bookings", booking_id, str(status or "")),))
+        items = body if isinstance(body, list) else [body]
+        if not items or not all(isinstance(item, dict) for item in items):
+            raise ValueError("Beds24 webhook body is not an object or a list of objects")
+        changes: dict[str, Change] = {}  # one refetch per booking, however often it is named
+        for item in items:
+            change = _change(item, bare_booking=isinstance(body, list))
+            changes.setdefault(change.external_id, change)
+        return Parsed(tuple(changes.values()))
 
     def dedupe_key(self, body: Any, delivery: Delivery) -> str:
         if "bookid" in delivery.query:
             # Version 1 says nothing about the state: every delivery is its own event.
             return f"v1:{uuid.uuid4()}"
+        if isinstance(body, list):
+            return content_key(
+                [
+                    {k: v for k, v in item.items() if k != "retries"}
+                    if isinstance(item, dict)
+                    else item
+                    for item in body
+                ]
+            )
         return content_key(body, drop=("retries",))
 
     def custom_header(self, secrets: Mapping[str, SecretStr]) -> str:
@@ -112,6 +121,20 @@ class Beds24Webhooks(WebhookSpec):
             "POST", "properties", json_body=[{"id": pid, "webhooks": hook} for pid in ids]
         )
         return {}
+
+
+def _change(item: dict[str, Any], bare_booking: bool) -> Change:
+    """The booking one webhook object names: ``{booking: {id}}`` (version 2), ``{bookid}``
+    (version 1 query) or, inside an array, a bare booking ``{id, ...}``."""
+    booking = item.get("booking")
+    if not isinstance(booking, dict):
+        booking = item if bare_booking and "bookid" not in item else {}
+    booking_id = text_id(booking.get("id")) or text_id(item.get("bookid"))
+    if booking_id is None:
+        raise ValueError("Beds24 webhook without booking.id")
+    # No event field: status is unreliable (a new booking may come as "modify").
+    status = booking.get("status") if booking else item.get("status")
+    return Change("bookings", booking_id, str(status or ""))
 
 
 SPEC = Beds24Webhooks()

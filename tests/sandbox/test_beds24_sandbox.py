@@ -388,3 +388,27 @@ def test_unknown_paths_answer_the_error_envelope(api: Api) -> None:
     response = api.get("/v2/nothing")
     assert response.status_code == 404
     assert response.json()["success"] is False and response.json()["code"] == 404
+
+
+# ------------------------------------------------------------------ real-account shapes
+
+
+def test_default_bookings_show_the_price_and_name_shapes_of_real_accounts(
+    clock: ManualClock,
+) -> None:
+    sandbox = Beds24Sandbox(Beds24SandboxConfig(clock=clock, bookings=600))
+    bookings = [b for b in sandbox.bookings.values() if b["status"] != "black"]
+
+    def charges(b: dict[str, Any]) -> float:
+        return round(sum(i["lineTotal"] for i in b["invoiceItems"] if i["type"] == "charge"), 2)
+
+    direct_zero = [b for b in bookings if b["channel"] == "direct" and b["price"] == 0]
+    assert direct_zero and all(charges(b) > 0 for b in direct_zero)
+    payouts = [b for b in bookings if b["channel"] == "airbnb" and 0 < b["price"] < charges(b)]
+    assert payouts
+    assert any(i["type"] == "payment" for b in bookings for i in b["invoiceItems"])
+    disagree = sum(b["price"] != charges(b) for b in bookings) / len(bookings)
+    assert 0.1 < disagree < 0.6  # 8 of 19 in the real sample
+    whole = [b for b in bookings if " " in b["firstName"] and not b["lastName"]]
+    assert whole
+    assert any(b["mobile"].startswith("0") for b in bookings)
