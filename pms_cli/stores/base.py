@@ -99,8 +99,17 @@ class Store(Protocol):
     ) -> int:
         """Set ``deleted_at`` on live rows not touched since ``seen_before`` (full syncs)."""
 
-    def delete_unreferenced_guests(self, connection_id: str) -> int:
-        """Delete the connection's guest rows that no booking row points at; returns how many.
+    def booking_guest_keys(
+        self, connection_id: str, booking_ids: Sequence[str]
+    ) -> dict[str, str | None]:
+        """``guest_external_id`` of the stored bookings among ``booking_ids`` (before a write
+        that may change them)."""
+
+    def delete_unreferenced_guests(
+        self, connection_id: str, among: Sequence[str] | None = None
+    ) -> int:
+        """Delete the connection's guest rows that no booking row points at (only those whose
+        id is in ``among``, when given); returns how many.
 
         Only for providers whose guests are derived from bookings: when a booking's guest key
         changes (a phone added after the name), the row under the old key is nobody's."""

@@ -202,17 +202,49 @@ class SqlStore:
             )
             return max(int(cur.rowcount), 0)
 
-    def delete_unreferenced_guests(self, connection_id: str) -> int:
-        guests, bookings, ph = DATA_TABLES["guest"].name, DATA_TABLES["booking"].name, self.ph
+    def booking_guest_keys(
+        self, connection_id: str, booking_ids: Sequence[str]
+    ) -> dict[str, str | None]:
+        table, ph = DATA_TABLES["booking"].name, self.ph
+        found: dict[str, str | None] = {}
         with self._tx() as cur:
-            # NOT IN over a subquery: both engines hash it once (no index on the guest column).
-            cur.execute(
-                f"DELETE FROM {guests} WHERE connection_id = {ph} AND external_id NOT IN ("
-                f"SELECT guest_external_id FROM {bookings} WHERE connection_id = {ph} "
-                "AND guest_external_id IS NOT NULL)",
-                [connection_id, connection_id],
-            )
-            return max(int(cur.rowcount), 0)
+            for start in range(0, len(booking_ids), ID_CHUNK):
+                chunk = list(booking_ids[start : start + ID_CHUNK])
+                cur.execute(
+                    f"SELECT external_id, guest_external_id FROM {table} WHERE connection_id = "
+                    f"{ph} AND external_id IN ({', '.join([ph] * len(chunk))})",
+                    [connection_id, *chunk],
+                )
+                found.update({str(r[0]): r[1] for r in cur.fetchall()})
+        return found
+
+    def delete_unreferenced_guests(
+        self, connection_id: str, among: Sequence[str] | None = None
+    ) -> int:
+        guests, bookings, ph = DATA_TABLES["guest"].name, DATA_TABLES["booking"].name, self.ph
+        unused = (
+            f"external_id NOT IN (SELECT guest_external_id FROM {bookings} "
+            f"WHERE connection_id = {ph} AND guest_external_id IS NOT NULL)"
+        )
+        deleted = 0
+        with self._tx() as cur:
+            if among is None:
+                # NOT IN over a subquery: both engines hash it once (no index on the column).
+                cur.execute(
+                    f"DELETE FROM {guests} WHERE connection_id = {ph} AND {unused}",
+                    [connection_id, connection_id],
+                )
+                return max(int(cur.rowcount), 0)
+            ids = sorted(set(among))
+            for start in range(0, len(ids), ID_CHUNK):
+                chunk = ids[start : start + ID_CHUNK]
+                cur.execute(
+                    f"DELETE FROM {guests} WHERE connection_id = {ph} AND external_id IN "
+                    f"({', '.join([ph] * len(chunk))}) AND {unused}",
+                    [connection_id, *chunk, connection_id],
+                )
+                deleted += max(int(cur.rowcount), 0)
+        return deleted
 
     def counts(self, connection_id: str) -> dict[str, int]:
         out: dict[str, int] = {}

@@ -671,15 +671,48 @@ class SupabaseStore:
             values.update(str(r[column]) for r in page)
             start += len(page)
 
-    def delete_unreferenced_guests(self, connection_id: str) -> int:
-        # REST has no anti-join: read both id sets, delete the difference in chunks.
-        guests = self._column(DATA_TABLES["guest"].name, "external_id", connection_id)
-        used = self._column(DATA_TABLES["booking"].name, "guest_external_id", connection_id)
-        orphans = sorted(guests - used)
+    def booking_guest_keys(
+        self, connection_id: str, booking_ids: Sequence[str]
+    ) -> dict[str, str | None]:
+        found: dict[str, str | None] = {}
+        ids = list(dict.fromkeys(booking_ids))
+        for start in range(0, len(ids), IN_CHUNK):
+            query = (
+                self._table(DATA_TABLES["booking"].name)
+                .select("external_id,guest_external_id")
+                .eq("connection_id", connection_id)
+                .in_("external_id", ids[start : start + IN_CHUNK])
+            )
+            for row in self._rows("reading booking guest keys", query):
+                found[str(row["external_id"])] = row.get("guest_external_id")
+        return found
+
+    def delete_unreferenced_guests(
+        self, connection_id: str, among: Sequence[str] | None = None
+    ) -> int:
+        # REST has no anti-join: find the guest ids still referenced, delete the others.
+        guests_table = DATA_TABLES["guest"].name
+        if among is None:
+            candidates = self._column(guests_table, "external_id", connection_id)
+            used = self._column(DATA_TABLES["booking"].name, "guest_external_id", connection_id)
+        else:
+            candidates, used = set(among), set()
+            ids = sorted(candidates)
+            for start in range(0, len(ids), IN_CHUNK):
+                query = (
+                    self._table(DATA_TABLES["booking"].name)
+                    .select("guest_external_id")
+                    .eq("connection_id", connection_id)
+                    .in_("guest_external_id", ids[start : start + IN_CHUNK])
+                )
+                used.update(
+                    str(r["guest_external_id"]) for r in self._rows("reading guest refs", query)
+                )
+        orphans = sorted(candidates - used)
         total = 0
         for i in range(0, len(orphans), IN_CHUNK):
             query = (
-                self._table(DATA_TABLES["guest"].name)
+                self._table(guests_table)
                 .delete(count=CountMethod.exact, returning=ReturnMethod.minimal)
                 .eq("connection_id", connection_id)
                 .in_("external_id", orphans[i : i + IN_CHUNK])

@@ -312,16 +312,35 @@ class SyncEngine:
         mapper = adapter.mapper_for(resource) if adapter is not None else None
         mapped, skipped = map_records(resource, raws, mapper)
         written: dict[str, int] = {}
+        stale: set[str] | None = (
+            set() if derives_guests(get_provider(conn.provider), resource) else None
+        )
         for kind, records in mapped.items():
             if dry_run:
                 written[kind] = len({r.external_id for r in records})
             else:
-                written[kind] = await self._store(
-                    self.store.upsert_records, conn, kind, records, self._now()
-                )
-        if not dry_run and derives_guests(get_provider(conn.provider), resource):
-            await self._store(self.store.delete_unreferenced_guests, conn.id)
+                written[kind] = await self._upsert(conn, kind, records, self._now(), stale)
+        if stale:
+            await self._store(self.store.delete_unreferenced_guests, conn.id, sorted(stale))
         return written, skipped
+
+    async def _upsert(
+        self,
+        conn: Connection,
+        kind: Kind,
+        records: Sequence[AnyRecord],
+        synced_at: datetime,
+        stale: set[str] | None = None,
+    ) -> int:
+        """Upsert ``records``; with ``stale``, bookings whose guest key changes add their old
+        key to it (that guest row may now be nobody's: see ``delete_unreferenced_guests``)."""
+        if stale is None or kind != "booking":
+            return int(await self._store(self.store.upsert_records, conn, kind, records, synced_at))
+        keys = {r.external_id: r.guest_external_id for r in records if isinstance(r, Booking)}
+        before = await self._store(self.store.booking_guest_keys, conn.id, sorted(keys))
+        n = int(await self._store(self.store.upsert_records, conn, kind, records, synced_at))
+        stale.update(old for bid, old in before.items() if old and old != keys.get(bid))
+        return n
 
     async def prime(self, adapter: Provider, conn: Connection) -> None:
         """Hand the adapter what mapping needs from the store: property time zones for
@@ -594,10 +613,15 @@ class SyncEngine:
             }
             await self._store(self.store.set_checkpoint, conn.id, resource.name, state)
 
+        # Derived guests: a whole read drops every unreferenced guest row at the end; an
+        # incremental one only the old keys of bookings whose guest key changed.
+        tidy = not options.dry_run and derives_guests(type(adapter), resource)
+        stale: set[str] | None = set() if tidy and since is not None else None
+
         async def flush(kind: Kind) -> None:
             rows = buffers.pop(kind, [])
             if rows and not options.dry_run:
-                n = await self._store(self.store.upsert_records, conn, kind, rows, run_start)
+                n = await self._upsert(conn, kind, rows, run_start, stale)
             else:
                 n = len({r.external_id for r in rows})
             rr.written[kind] = rr.written.get(kind, 0) + n
@@ -643,10 +667,11 @@ class SyncEngine:
                         self._emit("page", result, resource.name)
             for kind in list(buffers):
                 await flush(kind)
-            if not options.dry_run and derives_guests(type(adapter), resource):
+            if tidy and (stale is None or stale):
                 # A booking whose guest key changed (phone added later) left its old guest
-                # row behind; the rows written above are the bookings' current keys.
-                await self._store(self.store.delete_unreferenced_guests, conn.id)
+                # row behind; the rows written above carry the bookings' current keys.
+                among = None if stale is None else sorted(stale)
+                await self._store(self.store.delete_unreferenced_guests, conn.id, among)
             if resource.lists_deletions:
                 await self._mark_listed_deletions(
                     conn, adapter, resource, since, rr, run_start, options

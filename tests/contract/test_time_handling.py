@@ -834,10 +834,14 @@ def test_guesty_and_lodgify_send_a_modified_since_given_with_a_zone_as_the_utc_i
 def test_hostaway_and_beds24_send_a_modified_since_given_with_a_zone_as_utc_wall_time(
     moment: Moment,
 ) -> None:
-    """Both APIs read their naive filter as UTC: an offset must be converted, not dropped."""
-    hostaway_filter = get_provider("hostaway").resource("bookings").since
+    """Both APIs read their naive filter as UTC: an offset must be converted, not dropped.
+
+    Hostaway's is a date (listings; reservations are walked to the cursor instead), sent a
+    day before the UTC day of the moment."""
+    hostaway_filter = get_provider("hostaway").resource("properties").since
     beds24_filter = get_provider("beds24").resource("bookings").since
     assert hostaway_filter is not None and beds24_filter is not None
     wall = moment.utc.strftime("%Y-%m-%d %H:%M:%S")
-    assert hostaway_filter(moment.aware)["latestActivityStart"] == wall
+    day_before = (moment.utc - timedelta(days=1)).strftime("%Y-%m-%d")
+    assert hostaway_filter(moment.aware)["latestActivityStart"] == day_before
     assert beds24_filter(moment.aware)["modifiedFrom"] == wall.replace(" ", "T")

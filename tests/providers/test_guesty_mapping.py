@@ -54,9 +54,9 @@ def test_maps_the_documented_listing() -> None:
     assert prop.raw["tags"] == ["lisbon"]
 
 
-def test_a_country_name_is_not_mistaken_for_an_iso_code() -> None:
+def test_a_country_name_or_code_becomes_iso_alpha_2() -> None:
     [prop] = to_property(load("listing"))
-    assert isinstance(prop, Property) and prop.country is None
+    assert isinstance(prop, Property) and prop.country == "PT"  # "Portugal", via pycountry
     listing = load("listing")
     listing["address"]["country"] = "pt"
     [prop] = to_property(listing)

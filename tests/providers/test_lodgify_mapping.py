@@ -62,9 +62,9 @@ def test_documented_property_maps_to_a_canonical_property() -> None:
     assert prop.raw["internal_name"] == "SVA-1"
 
 
-def test_property_country_name_is_not_guessed_but_an_iso_code_is_used_when_sent() -> None:
+def test_property_country_name_becomes_alpha_2_and_an_iso_code_is_used_when_sent() -> None:
     raw = load("property")
-    assert to_property(raw)[0].country is None  # type: ignore[union-attr]
+    assert to_property(raw)[0].country == "ES"  # type: ignore[union-attr]  # "Spain"
     raw["country_code"] = "es"
     assert to_property(raw)[0].country == "ES"  # type: ignore[union-attr]
 

@@ -135,7 +135,7 @@ def test_apartment_list_entry_merged_with_detail_maps_to_a_property() -> None:
     assert p.name == "Sea View Loft"
     assert p.address == "Hauptstr. 1"
     assert p.city == "Berlin"
-    assert p.country is None  # Smoobu sends a country name, not an ISO code
+    assert p.country == "DE"  # Smoobu sends a country name ("Germany"): pycountry reads it
     assert (p.latitude, p.longitude) == (52.5321, 13.3849)  # sent as strings
     assert p.timezone == "Europe/Berlin"
     assert (p.max_guests, p.bedrooms, p.bathrooms) == (4, 2, 1.0)

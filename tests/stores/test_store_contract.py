@@ -269,6 +269,35 @@ def test_known_external_ids_are_the_live_rows_of_that_kind_and_connection(
     assert store.known_external_ids(conn.id, "guest", []) == set()
 
 
+def test_guests_no_booking_points_at_are_deleted_for_that_connection_only(
+    store: Store, conn: Connection
+) -> None:
+    other = make_conn("c2")
+    store.add_connection(other)
+    store.upsert_records(conn, "booking", [booking(1, guest_external_id="a"), booking(2)], T0)
+    store.upsert_records(
+        conn, "booking", [booking(3, guest_external_id=None, status="blocked")], T0
+    )
+    store.upsert_records(
+        conn, "guest", [guest(k) for k in ("a", "b", "c", "email:g2@example.com")], T0
+    )
+    store.upsert_records(other, "guest", [guest("b")], T0)
+    assert store.booking_guest_keys(conn.id, ["1", "3", "404"]) == {"1": "a", "3": None}
+
+    assert store.delete_unreferenced_guests(conn.id, ["b", "a"]) == 1  # only among those
+    assert store.known_external_ids(conn.id, "guest", ["a", "b", "c"]) == {"a", "c"}
+    assert store.delete_unreferenced_guests(conn.id) == 1  # "c"
+    remaining = {g["external_id"] for g in store.fetch_rows("guest", conn.id)}
+    assert remaining == {"a", "email:g2@example.com"}
+    assert [g["external_id"] for g in store.fetch_rows("guest", other.id)] == ["b"]
+
+
+def test_booking_rows_keep_the_total_guest_count(store: Store, conn: Connection) -> None:
+    store.upsert_records(conn, "booking", [booking(1, adults=None, guests=4)], T0)
+    [row] = store.fetch_rows("booking", conn.id)
+    assert (row["adults"], row["guests"]) == (None, 4)
+
+
 # --- cursors -------------------------------------------------------------------------------
 
 
