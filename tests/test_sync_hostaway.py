@@ -301,3 +301,26 @@ def test_a_guest_key_that_changes_leaves_no_orphaned_guest_row(
     referenced = {r["guest_external_id"] for r in h.store.fetch_rows("booking", h.conn.id)}
     assert guest_ids == referenced - {None}
     assert h.store.counts(h.conn.id)["guest"] == guests_before
+
+
+def test_incremental_runs_read_national_phones_in_the_stored_listing_country(
+    tmp_path: Path, clock: SharedClock
+) -> None:
+    import phonenumbers
+
+    h = Harness("hostaway", tmp_path, clock, listings=3, reservations=40)
+    h.sync()
+    rid, res = next(
+        (i, r) for i, r in h.state.reservations.items() if r["status"] not in ("ownerStay",)
+    )
+    region = h.state.listings[res["listingMapId"]]["countryCode"]
+    example = phonenumbers.example_number_for_type(region, phonenumbers.PhoneNumberType.MOBILE)
+    national = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.NATIONAL)
+    res.update(guestEmail=None, guestCountry=None)
+    clock.advance(600)
+    h.state.set_guest_phone(rid, national)  # typed without country code
+    result = h.sync()  # incremental: the listing is not re-read, its country comes from the store
+    assert result.resources["properties"].fetched == 0
+    row = next(r for r in h.store.fetch_rows("booking", h.conn.id) if r["external_id"] == str(rid))
+    e164 = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164)
+    assert row["guest_external_id"] == f"phone:{e164}"

@@ -76,6 +76,8 @@ STATUS = {
     "black": BookingStatus.BLOCKED,
 }
 CURRENCY_KEY = "propertyCurrency"  # added by this adapter: bookings carry no currency
+# Added too: the property's country reads guest phone numbers written without country code.
+COUNTRY_KEY = "propertyCountry"
 DEVICE_NAME = "pms-cli"
 GUEST_FIELDS = (
     "title", "firstName", "lastName", "email", "phone", "mobile", "company", "address", "city",
@@ -187,7 +189,7 @@ def split_name(first: str | None, last: str | None) -> tuple[str | None, str | N
     return first, last
 
 
-def _guest(fields: Raw, fallback: str) -> Guest | None:
+def _guest(fields: Raw, fallback: str, region: str | None = None) -> Guest | None:
     first, last = split_name(text(fields.get("firstName")), text(fields.get("lastName")))
     email, phone = (
         text(fields.get("email")),
@@ -198,7 +200,7 @@ def _guest(fields: Raw, fallback: str) -> Guest | None:
         return None  # OTAs anonymise guests after the stay; no personal scope → empty too
     country = country_code(fields.get("country2")) or country_code(fields.get("country"))
     return Guest(
-        external_id=guest_key(email, phone, fallback, region=country),
+        external_id=guest_key(email, phone, fallback, region=country or region),
         raw=fields,
         name=name,
         first_name=first,
@@ -226,8 +228,9 @@ def to_booking(raw: Raw) -> Sequence[AnyRecord]:
             (g, f"guest:{g['id']}" if g.get("id") else f"booking:{rid}:{i}")
             for i, g in enumerate(extra[1:], start=1)
         ]
+        region = country_code(raw.get(COUNTRY_KEY))
         for fields, fallback in sources:
-            guest = _guest(fields, fallback)
+            guest = _guest(fields, fallback, region)
             if guest is not None:
                 guests.setdefault(guest.external_id, guest)
     main = next(iter(guests.values()), None)
@@ -392,6 +395,7 @@ class Beds24(Provider):
     def __init__(self, ctx: ProviderContext, http: HttpClient) -> None:
         super().__init__(ctx, http)
         self._currencies: dict[str, str] | None = None
+        self.property_countries: dict[str, str] = {}
 
     @classmethod
     def build_auth(cls, ctx: ProviderContext) -> Auth:
@@ -446,9 +450,19 @@ class Beds24(Provider):
                 if resource.kind == "property":
                     if currency := currency_code(item.get("currency")):
                         currencies[str(item.get("id"))] = currency
-                elif str(item.get("propertyId")) in currencies:
-                    item.setdefault(CURRENCY_KEY, currencies[str(item.get("propertyId"))])
+                    if country := country_code(item.get("country")):
+                        self.property_countries[str(item.get("id"))] = country
+                else:
+                    self._add_property_facts(item)
             yield page
+
+    def _add_property_facts(self, booking: Raw) -> None:
+        """What the booking's property says and the booking does not: currency, country."""
+        prop = str(booking.get("propertyId"))
+        if currency := (self._currencies or {}).get(prop):
+            booking.setdefault(CURRENCY_KEY, currency)
+        if country := self.property_countries.get(prop):
+            booking.setdefault(COUNTRY_KEY, country)
 
     async def fetch_one(self, resource: Resource, external_id: str) -> Raw | None:
         """``GET bookings?id=X`` with every status (the list's params), or ``properties?id=X``."""
@@ -461,9 +475,7 @@ class Beds24(Provider):
             if self._currencies is None:
                 async for _ in self.pages(self.resource("properties"), None):
                     pass  # learn currencies once per adapter, as a bookings-only sync does
-            currency = (self._currencies or {}).get(str(record.get("propertyId")))
-            if currency:
-                record.setdefault(CURRENCY_KEY, currency)
+            self._add_property_facts(record)
         return record
 
 

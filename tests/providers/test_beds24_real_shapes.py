@@ -104,3 +104,10 @@ def test_a_sync_fills_total_price_from_invoice_items_in_the_same_pages(
             assert rows[str(booking_id)]["total_price"] == Decimal(str(round(sum(charges), 2)))
             checked += 1
     assert checked > 0
+
+
+def test_a_national_phone_is_read_in_the_property_country_when_the_guest_has_none() -> None:
+    raw = {**load("booking_direct_invoice_only"), "country": "", "country2": ""}
+    assert to_booking(raw)[1].external_id == "phone:01712345678"
+    guest = to_booking({**raw, "propertyCountry": "DE"})[1]
+    assert guest.external_id == "phone:+491712345678"

@@ -167,3 +167,10 @@ def test_guests_is_the_sum_of_known_counts_when_number_of_guests_is_null() -> No
 def test_guest_country_names_and_codes_become_alpha_2(value: str, expected: str | None) -> None:
     _, guest = to_booking({**load("reservation"), "guestCountry": value})
     assert isinstance(guest, Guest) and guest.country == expected
+
+
+def test_a_national_phone_without_guest_country_is_read_in_the_listing_country() -> None:
+    raw = {**load("reservation"), "guestEmail": None, "guestCountry": None, "phone": "0170 1234567"}
+    assert to_booking(raw)[1].external_id == "phone:01701234567"  # no region: digits only
+    _, guest = to_booking(raw, {"40160": "DE"})
+    assert guest.external_id == "phone:+491701234567"
