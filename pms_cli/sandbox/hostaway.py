@@ -699,8 +699,9 @@ def _make_reservation(
     first: str | None = person.first
     last: str | None = person.last
     # Real account: 43 % of reservations had neither email nor phone; 90 % of those carried
-    # the channel's guest account id, the only way to recognise a repeat guest.
-    contactless = not owner_stay and fake.chance(0.43)
+    # the channel's guest account id, the only way to recognise a repeat guest. (Repeat guests,
+    # added by the caller, are contactless with an account: they make up the difference.)
+    contactless = not owner_stay and fake.chance(0.37)
     phone: str | None = None
     account: str | None = None
     if owner_stay:
@@ -708,7 +709,7 @@ def _make_reservation(
         email: str | None = listing["contactEmail"]
     elif contactless:
         email = None
-        account = fake.digits(9) if fake.chance(0.9) else None
+        account = fake.digits(9) if fake.chance(0.86) else None
     elif channel_id in _RELAY_DOMAINS and fake.chance(0.65):
         email = fake.relay_email(person, _RELAY_DOMAINS[channel_id])
     else:
