@@ -324,3 +324,36 @@ def test_incremental_runs_read_national_phones_in_the_stored_listing_country(
     row = next(r for r in h.store.fetch_rows("booking", h.conn.id) if r["external_id"] == str(rid))
     e164 = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164)
     assert row["guest_external_id"] == f"phone:{e164}"
+
+
+def test_a_repeat_guests_row_carries_the_details_of_the_latest_modified_reservation(
+    tmp_path: Path, clock: SharedClock
+) -> None:
+    h = Harness("hostaway", tmp_path, clock, listings=4, reservations=600)
+    by_account: dict[tuple[int, str], list[int]] = {}
+    for rid, res in h.state.reservations.items():
+        if res["guestExternalAccountId"] and not (res["guestEmail"] or res["phone"]):
+            key = (res["channelId"], res["guestExternalAccountId"])
+            by_account.setdefault(key, []).append(rid)
+    (channel, account), rids = next((k, v) for k, v in by_account.items() if len(v) > 1)
+    rids.sort(key=lambda i: (h.state.reservations[i]["updatedOn"], i))
+    older, newer = rids[0], rids[-1]
+    for rid, locale in ((older, "fr"), (newer, "de")):
+        h.state.reservations[rid].update(guestLocale=None, localeForMessaging=locale)
+
+    def language() -> str | None:
+        rows = h.store.fetch_rows("guest", h.conn.id)
+        return next(
+            g["language"] for g in rows if g["external_id"] == f"account:{channel}:{account}"
+        )
+
+    h.sync()  # a whole read: oldest-modified first, so the newest reservation is written last
+    assert language() == "de"
+    clock.advance(600)
+    h.state.reservations[newer]["localeForMessaging"] = "it"
+    h.state.set_guest_phone(newer, None)  # an edit: updatedOn moves
+    clock.advance(1)
+    h.state.reservations[older]["localeForMessaging"] = "es"
+    h.state.set_guest_phone(older, None)  # edited last: now the latest reservation
+    h.sync()  # incremental, newest-modified first: still the latest one's details win
+    assert language() == "es"

@@ -41,9 +41,10 @@ from pms_cli.providers.base import (
 
 # --- unverified facts (fact sheet marks them so); correct them here and only here ----------------
 PAGE_SIZE = 500  # max `limit` undocumented for listings/reservations; clients use 500 successfully
-# No sortOrder: the documented default is `updatedOn DESC, id DESC`, the order the incremental
-# walk relies on (`sortOrder=updatedOn` would be ascending).
-RESERVATION_ORDER: dict[str, str] = {}
+# Whole reads go oldest-modified first (`sortOrder=updatedOn`, ascending, with afterId), so a
+# guest shared by several reservations ends with the details of the latest one written. The
+# incremental walk uses the documented default, `updatedOn DESC, id DESC`.
+RESERVATION_ORDER = {"sortOrder": "updatedOn"}
 AUTH_FAILURE_STATUSES = frozenset(
     {401, 403}
 )  # 403 documented for invalid token; 401 seen in clients
@@ -304,7 +305,7 @@ class Hostaway(Provider):
             mapper=to_booking,
             required=("id", "listingMapId", "arrivalDate", "status"),
             expected=("departureDate", "totalPrice", "currency", "guestName", "updatedOn"),
-            params=RESERVATION_ORDER,
+            params=RESERVATION_ORDER,  # whole reads; the incremental walk drops it
             since=walk_to_watermark,
             derived_kinds=("guest",),
         ),
@@ -364,22 +365,29 @@ class Hostaway(Provider):
         """Incremental reads keep only records changed since ``since``.
 
         Reservations: the walk in ``updatedOn DESC`` order ends with the first page that
-        reaches below ``since``. Listings: ``latestActivityStart`` is a day early (a date), the
-        rest is dropped here.
+        reaches below ``since``; each page is handed on oldest first, so where two changed
+        reservations share a guest the newer one's details are written last. Listings:
+        ``latestActivityStart`` is a day early (a date), the rest is dropped here.
         """
         if since is None:
             async for page in super().pages(resource, since):
                 yield page
             return
         floor = since.astimezone(UTC)
-        key = "updatedOn" if resource.kind == "booking" else "latestActivityOn"
-        walk = cast(AsyncGenerator[list[Raw], None], super().pages(resource, since))
-        async with contextlib.aclosing(walk) as pages:
+        walking = resource.kind == "booking"
+        key = "updatedOn" if walking else "latestActivityOn"
+        params = dict(resource.params)
+        if walking:
+            params.pop("sortOrder", None)  # the default order: newest-modified first
+        elif resource.since is not None:
+            params.update(resource.since(since))
+        walk = resource.paginator.pages(self.http, resource.path, params, resource.extract)
+        async with contextlib.aclosing(cast(AsyncGenerator[list[Raw], None], walk)) as pages:
             async for page in pages:
                 fresh = [r for r in page if not _older_than(r, key, floor)]
                 if fresh:
-                    yield fresh
-                if resource.kind == "booking" and page and _older_than(page[-1], key, floor):
+                    yield fresh[::-1] if walking else fresh
+                if walking and page and _older_than(page[-1], key, floor):
                     return
 
     async def fetch_one(self, resource: Resource, external_id: str) -> Raw | None:

@@ -287,11 +287,13 @@ class Applier:
         adapter = await stack.enter_async_context(
             open_connection_adapter(self.runtime, conn, self.store)
         )
-        # Two events of one connection may race here: keep the first adapter, close ours.
+        await self.engine.prime(adapter, conn)
+        # Two events of one connection may race here (opening and priming both wait): keep
+        # the first adapter, close ours. Checked after the last wait, since a stack left out of
+        # ``_adapter_stacks`` is closed when collected, under whoever still uses its adapter.
         if conn.id in self._adapters:
             await stack.aclose()
             return self._adapters[conn.id]
-        await self.engine.prime(adapter, conn)
         self._adapters[conn.id] = adapter
         self._adapter_stacks[conn.id] = stack
         return adapter
