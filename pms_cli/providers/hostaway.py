@@ -10,7 +10,7 @@ from typing import Any, cast
 from pms_cli.errors import AuthError, ProviderError
 from pms_cli.http.auth import TokenAuth
 from pms_cli.http.client import Auth, HttpClient, api_path
-from pms_cli.http.paginate import CursorPaginator, OffsetPaginator, PageBody, Raw
+from pms_cli.http.paginate import CursorPaginator, OffsetPaginator, Page, PageBody, Raw
 from pms_cli.http.ratelimit import Window
 from pms_cli.http.tokens import CachedToken
 from pms_cli.models import (
@@ -386,7 +386,11 @@ class Hostaway(Provider):
             async for page in pages:
                 fresh = [r for r in page if not _older_than(r, key, floor)]
                 if fresh:
-                    yield fresh[::-1] if walking else fresh
+                    # Where the walk goes on stays the page's (a checkpoint resumes there); the
+                    # total is of all reservations, not of the changed ones this walk reads.
+                    after = getattr(page, "after", None)
+                    total = None if walking else getattr(page, "total", None)
+                    yield Page(fresh[::-1] if walking else fresh, after, total)
                 if walking and page and _older_than(page[-1], key, floor):
                     return
 
