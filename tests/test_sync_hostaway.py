@@ -357,3 +357,34 @@ def test_a_repeat_guests_row_carries_the_details_of_the_latest_modified_reservat
     h.state.set_guest_phone(older, None)  # edited last: now the latest reservation
     h.sync()  # incremental, newest-modified first: still the latest one's details win
     assert language() == "es"
+
+
+def test_an_interrupted_incremental_walk_resumes_at_its_checkpoint(
+    tmp_path: Path, clock: SharedClock
+) -> None:
+    from dataclasses import replace
+
+    from pms_cli.sandbox.faults import Fault, with_faults
+    from tests.sync.test_resume import PathCounter
+
+    h = Harness("hostaway", tmp_path, clock, listings=3, reservations=2000)
+    h.state.config.max_limit = 100  # the server clamps pages to 100: several pages of changes
+    h.settings.sync.batch_size = 100  # one page per batch, so each page is a checkpoint
+    h.sync()
+    clock.advance(3600)
+    changed = h.state.modify_reservations(750)  # 8 pages of changes, newest first
+    clean = h.sandbox
+    h.sandbox = with_faults(clean, [Fault("5xx", start=5, burst=1000, path="reservations")])
+    first = h.sync()
+    assert first.resources["bookings"].status == "failed"
+    checkpoint = h.store.get_checkpoint(h.conn.id, "bookings")
+    assert checkpoint is not None and checkpoint["position"]["cursor"]
+
+    counter = PathCounter(clean.app)
+    h.sandbox = replace(clean, app=counter)
+    again = h.sync()
+    assert again.status == "succeeded", again.error
+    assert again.resources["bookings"].resumed_at_page == 4
+    assert counter.paths["reservations"] == 8 - 4  # the walk goes on after page 4
+    stored = {r["external_id"]: r["raw"]["updatedOn"] for r in h.store.fetch_rows("booking")}
+    assert all(stored[str(rid)] == h.state.reservations[rid]["updatedOn"] for rid in changed)
