@@ -14,9 +14,9 @@ def test_an_older_file_gets_the_guests_column_on_open_and_keeps_its_rows(
 ) -> None:
     path = tmp_path / "old.sqlite3"
     db = sqlite3.connect(path)
-    for statement in ddl("sqlite"):  # the tables as version 3 created them
+    for statement in ddl("sqlite"):  # the tables as version 4 created them
         db.execute(statement)
-    db.execute("PRAGMA user_version = 3")
+    db.execute("PRAGMA user_version = 4")
     db.execute(
         "INSERT INTO pms_bookings (connection_id, external_id, organization_id, status, "
         "adults, synced_at) VALUES ('c1', 'b1', 'o1', 'confirmed', 2, '2026-01-01T00:00:00')"
