@@ -128,7 +128,8 @@ def to_property(raw: Raw) -> Sequence[AnyRecord]:
             name=text(raw.get("name")) or text(raw.get("internal_name")),
             address=text(raw.get("address")),
             city=text(raw.get("city")),
-            # `country` is an English name ("Spain"); only `country_code` (sometimes sent) is ISO.
+            # `country` is an English name ("Spain", resolved by pycountry); `country_code`
+            # (sometimes sent) is ISO already, so it wins.
             country=country_code(raw.get("country_code")) or country_code(raw.get("country")),
             latitude=number(raw.get("latitude")),
             longitude=number(raw.get("longitude")),

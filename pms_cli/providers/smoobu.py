@@ -249,7 +249,7 @@ def to_property(raw: Raw) -> Sequence[AnyRecord]:
             name=text(raw.get("name")),
             address=text(location.get("street")),
             city=text(location.get("city")),
-            country=country_code(location.get("country")),  # usually a name ("Germany") → None
+            country=country_code(location.get("country")),  # usually a name ("Germany"): pycountry
             latitude=number(location.get("latitude")),
             longitude=number(location.get("longitude")),
             timezone=text(raw.get("timeZone")),
