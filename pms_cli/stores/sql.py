@@ -202,17 +202,22 @@ class SqlStore:
             )
             return max(int(cur.rowcount), 0)
 
+    def _in_lists(self, ids: Sequence[str]) -> Iterator[tuple[list[str], str]]:
+        """``ids`` in slices the drivers accept, each with its ``(?, ?, …)`` placeholders."""
+        for start in range(0, len(ids), ID_CHUNK):
+            chunk = list(ids[start : start + ID_CHUNK])
+            yield chunk, f"({', '.join([self.ph] * len(chunk))})"
+
     def booking_guest_keys(
         self, connection_id: str, booking_ids: Sequence[str]
     ) -> dict[str, str | None]:
         table, ph = DATA_TABLES["booking"].name, self.ph
         found: dict[str, str | None] = {}
         with self._tx() as cur:
-            for start in range(0, len(booking_ids), ID_CHUNK):
-                chunk = list(booking_ids[start : start + ID_CHUNK])
+            for chunk, in_list in self._in_lists(booking_ids):
                 cur.execute(
                     f"SELECT external_id, guest_external_id FROM {table} WHERE connection_id = "
-                    f"{ph} AND external_id IN ({', '.join([ph] * len(chunk))})",
+                    f"{ph} AND external_id IN {in_list}",
                     [connection_id, *chunk],
                 )
                 found.update({str(r[0]): r[1] for r in cur.fetchall()})
@@ -236,11 +241,10 @@ class SqlStore:
                 )
                 return max(int(cur.rowcount), 0)
             ids = sorted(set(among))
-            for start in range(0, len(ids), ID_CHUNK):
-                chunk = ids[start : start + ID_CHUNK]
+            for chunk, in_list in self._in_lists(ids):
                 cur.execute(
                     f"DELETE FROM {guests} WHERE connection_id = {ph} AND external_id IN "
-                    f"({', '.join([ph] * len(chunk))}) AND {unused}",
+                    f"{in_list} AND {unused}",
                     [connection_id, *chunk, connection_id],
                 )
                 deleted += max(int(cur.rowcount), 0)
@@ -264,11 +268,10 @@ class SqlStore:
         table, ph = DATA_TABLES[kind].name, self.ph
         found: set[str] = set()
         with self._tx() as cur:
-            for start in range(0, len(external_ids), ID_CHUNK):
-                chunk = list(external_ids[start : start + ID_CHUNK])
+            for chunk, in_list in self._in_lists(external_ids):
                 cur.execute(
                     f"SELECT external_id FROM {table} WHERE connection_id = {ph} "
-                    f"AND deleted_at IS NULL AND external_id IN ({', '.join([ph] * len(chunk))})",
+                    f"AND deleted_at IS NULL AND external_id IN {in_list}",
                     [connection_id, *chunk],
                 )
                 found.update(str(row[0]) for row in cur.fetchall())
