@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -86,8 +85,16 @@ def sandbox(env: dict[str, str]) -> Iterator[str]:
         assert time.monotonic() < deadline, "sandbox did not start"
         time.sleep(0.1)
     yield f"{url}/hostaway/v1"
-    proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=15)
+    # SIGTERM (what systemd and docker send): a shell that started the suite in the background
+    # may have masked SIGINT for its children. A server that does not stop is killed, never
+    # left running after the suite, and the test fails.
+    proc.terminate()
+    try:
+        proc.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
 
 
 def test_connect_sync_status_against_a_served_sandbox(env: dict[str, str], sandbox: str) -> None:
